@@ -1,0 +1,52 @@
+"""The ``callbot`` console script: one click group; each part registers its subcommands here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from callbot.config import ConfigError, Settings, load_settings
+from callbot.logs import setup_logging
+
+
+class CliContext:
+    """What every subcommand needs: the settings file and the log format chosen globally."""
+
+    def __init__(self, config_path: str | None, json_logs: bool, verbose: bool) -> None:
+        self.config_path = config_path
+        self.json_logs = json_logs
+        self.verbose = verbose
+
+    def settings(self, **overrides: object) -> Settings:
+        """Load settings with the subcommand's flags (dotted keys) applied last."""
+        try:
+            return load_settings(self.config_path, overrides=overrides)
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML settings file (default: $CALLBOT_CONFIG).")
+@click.option("--log-json", is_flag=True, help="Write logs to stderr as JSON lines.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, log_json: bool, verbose: bool) -> None:
+    """callbot: a FreeSWITCH outbound-call robot with real barge-in."""
+    setup_logging(json_lines=log_json, verbose=verbose)
+    ctx.obj = CliContext(config_path, log_json, verbose)
+
+
+def _register() -> None:
+    """Attach each part's commands; imports stay here so `callbot --help` lists them all."""
+    from audio_server.cli import commands as audio_commands
+
+    for command in audio_commands:
+        main.add_command(command)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
