@@ -1,0 +1,52 @@
+"""The ``amd-report`` subcommand: score answering-machine and beep detection on a fixture directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from callbot.cli import CliContext
+
+
+@click.command("amd-report")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
+@click.option("--notsure-as", type=click.Choice(["human", "machine"]), default="human", show_default=True,
+              help="How a notsure decision is scored (the robot's default treats it as human).")
+@click.option("--via", type=click.Choice(["pipeline", "replay"]), default="pipeline", show_default=True,
+              help="pipeline: the audio stages alone (no STT, no robot); replay: `callbot replay` per fixture.")
+@click.option("--stt", is_flag=True,
+              help="With --via pipeline: run the configured Whisper model so partials and finals reach the AMD.")
+@click.option("--scenario", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Scenario for --via replay (its [voicemail] section decides what a machine gets).")
+@click.option("--speed", type=float, default=2.0, show_default=True,
+              help="Virtual clock speed for --via replay (faster inflates the robot's reaction times in call time).")
+@click.pass_obj
+def amd_report_command(obj: CliContext, directory: Path, as_json: bool, notsure_as: str, via: str, stt: bool,
+                       scenario: Path | None, speed: float) -> None:
+    """Replay every fixture in DIRECTORY (NAME.wav + NAME.json with expect.amd); print the confusion
+    matrix, decision times, accuracy, beep timing and where the voicemail prompt started.
+
+    --via pipeline (default) runs the audio pipeline's AMD and beep stages only (with --stt, real
+    Whisper hints too): no switch or robot, so the voicemail prompt's start is not measured.
+    """
+    from audio_server.amd_replay import FixtureError, load_engine, pipeline_replay, replay_via_callbot
+    from audio_server.amd_report import amd_report, format_report
+
+    if stt and via != "pipeline":
+        raise click.ClickException("--stt applies to --via pipeline; callbot replay runs its own STT")
+    settings = obj.settings()
+    if via == "replay":
+        replay, mode = replay_via_callbot(scenario, speed), "replay"
+    else:
+        replay, mode = pipeline_replay(load_engine(settings) if stt else None), "pipeline+stt" if stt else "pipeline"
+    try:
+        report = amd_report(directory, settings, replay=replay, mode=mode, notsure_as=notsure_as)
+    except FixtureError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(report, indent=1) if as_json else format_report(report))
+
+
+commands = [amd_report_command]

@@ -1,0 +1,88 @@
+"""The audio server's subcommands: ``audio-server``, ``stream`` (a mod_audio_stream-like client) and ``pipeline-bench``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from callbot.cli import CliContext
+from callbot.config import ConfigError
+
+
+@click.command("audio-server")
+@click.option("--host", default=None, help="Bind address (default: audio_server.host, 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default: audio_server.port, 8080; 0 picks a free one).")
+@click.option("--token", default=None, help="Require this token (?token= or Authorization header).")
+@click.option("--max-streams", type=int, default=None, help="Concurrent streams allowed.")
+@click.option("--idle-timeout", type=float, default=None, help="Seconds without audio before a stream is closed.")
+@click.pass_obj
+def audio_server(obj: CliContext, host: str | None, port: int | None, token: str | None,
+                 max_streams: int | None, idle_timeout: float | None) -> None:
+    """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM."""
+    from audio_server.server import serve_until_signal
+
+    settings = obj.settings(**{"audio_server.host": host, "audio_server.port": port,
+                               "audio_server.token": token, "audio_server.max_streams": max_streams,
+                               "audio_server.idle_timeout_s": idle_timeout})
+    try:
+        asyncio.run(serve_until_signal(settings))
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.command("stream")
+@click.argument("wav", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--url", default="ws://127.0.0.1:8080", show_default=True, help="Audio server base URL.")
+@click.option("--call", "call", default=None, help="Call uuid (default: a new one).")
+@click.option("--chunking", type=click.Choice(["20ms", "random"]), default="20ms", show_default=True)
+@click.option("--speed", type=float, default=1.0, show_default=True, help="× real time; 0 = as fast as possible.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random message sizes.")
+@click.option("--min-speech-ms", type=int, default=None, help="Barge-in threshold for this stream.")
+@click.option("--bridge-ms", type=int, default=None, help="Gaps bridged within one utterance.")
+@click.option("--token", default=None, help="Sent as ?token=.")
+@click.option("--linger", type=float, default=2.0, show_default=True,
+              help="Seconds to wait for events after the last audio.")
+def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, seed: int,
+           min_speech_ms: int | None, bridge_ms: int | None, token: str | None, linger: float) -> None:
+    """Stream WAV (mono, or L = callee) as mod_audio_stream would; print each event as a JSON line."""
+    from audio_server.stream_client import read_wav, stream_pcm, stream_url
+
+    samples, rate = read_wav(wav)
+    target = stream_url(url, call, rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token)
+    result = asyncio.run(stream_pcm(target, samples, rate, chunking=chunking, speed=speed, seed=seed,
+                                    linger_s=linger, on_text=lambda text: print(text, flush=True)))
+    if result.close_code is not None:
+        click.echo(f"server closed the stream: {result.close_code} {result.close_reason}", err=True)
+
+
+@click.command("pipeline-bench")
+@click.option("--fixtures", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
+              help="Directory of WAVs (default: tests/fixtures/calls).")
+@click.option("--repeat", type=int, default=3, show_default=True, help="Passes over the fixtures.")
+@click.option("--server-streams", type=int, default=0, show_default=True,
+              help="Also stream this many fixtures at once through a real server process and report its CPU.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.pass_obj
+def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_streams: int, as_json: bool) -> None:
+    """CPU cost of the audio pipeline (and optionally the server): µs per frame, streams per core at real time."""
+    from audio_server.pipeline_bench import DEFAULT_FIXTURES, run_bench
+    from audio_server.server_bench import run_server_bench
+
+    fixtures = fixtures or DEFAULT_FIXTURES
+    report = run_bench(fixtures, obj.settings(), repeat)
+    if server_streams > 0:
+        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path)
+    if as_json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        for key, value in report.items():
+            if key != "per_fixture":
+                click.echo(f"{key}: {value}")
+
+
+commands = [audio_server, stream, pipeline_bench]

@@ -1,0 +1,168 @@
+"""Sans-I/O builders and checks for the ESL command lines the robot sends, and parsers for their output.
+
+Every uuid and argument is validated here, before it can reach the switch: FreeSWITCH splits API
+arguments on spaces and unescapes backslashes (conformance 03g), so a bad value would silently
+change the command rather than fail.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Iterable, Mapping
+
+# What a call session needs; CUSTOM subclasses go last (every token after CUSTOM is a subclass).
+CALL_EVENTS: tuple[str, ...] = (
+    "CHANNEL_CREATE", "CHANNEL_PROGRESS", "CHANNEL_PROGRESS_MEDIA", "CHANNEL_ANSWER",
+    "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE", "CHANNEL_EXECUTE_COMPLETE",
+    "PLAYBACK_START", "PLAYBACK_STOP", "MEDIA_BUG_START", "MEDIA_BUG_STOP", "DTMF", "BACKGROUND_JOB",
+)
+AUDIO_STREAM_SUBCLASSES: tuple[str, ...] = (
+    "mod_audio_stream::json", "mod_audio_stream::connect", "mod_audio_stream::disconnect",
+    "mod_audio_stream::error", "mod_audio_stream::play",
+)
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_EVENT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_SUBCLASS = re.compile(r"^[A-Za-z0-9_]+(::[A-Za-z0-9_]+)*$")
+_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_VAR_VALUE = re.compile(r"^[^\s,{}\[\]'\"\\]*$")
+_TOKEN = re.compile(r"^[^\s'\"\\]+$")
+_CAUSE = re.compile(r"^[A-Z_]+$")
+_WS_URL = re.compile(r"^wss?://[A-Za-z0-9.-]+(:[0-9]+)?(/[^\s]*)?$")
+MAX_METADATA_BYTES = 8192
+# mod_audio_stream ec2a781 reads these into uninitialised ints when unset (wire-facts 1.2): set them always.
+# DEFLATE=true means "do not offer permessage-deflate"; HEART_BEAT=0 means no pings.
+STREAM_CHANNEL_VARIABLES: dict[str, str] = {"STREAM_MESSAGE_DEFLATE": "true", "STREAM_HEART_BEAT": "0"}
+MIXES = ("mono", "mixed", "stereo")
+RATES = ("8k", "16k")
+LEGS = ("aleg", "bleg", "holdb", "both")
+
+
+def check_uuid(value: str, what: str = "call uuid") -> str:
+    """Return ``value`` if it is a canonical lower-case UUID (what FreeSWITCH prints), else raise ValueError."""
+    if not isinstance(value, str) or not _UUID.match(value):
+        raise ValueError(f"{what} {value!r} is not a lower-case UUID like 0f8fad5b-d9cb-469f-a165-70867728950e")
+    return value
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN.match(value or ""):
+        raise ValueError(f"{what} {value!r} must be one token with no spaces, quotes or backslashes")
+    return value
+
+
+def check_api_command(cmd: str) -> str:
+    """Refuse an ``api`` line that is empty, multi-line, or a ``uuid_*`` command whose uuid is not one."""
+    if not cmd or "\n" in cmd or "\r" in cmd:
+        raise ValueError(f"API command must be one non-empty line, got {cmd!r}")
+    parts = cmd.split(" ")
+    if parts[0].startswith("uuid_") and len(parts) > 1:
+        check_uuid(parts[1], f"uuid in {parts[0]!r}")
+    return cmd
+
+
+def subscription_command(events: Iterable[str] = CALL_EVENTS,
+                         subclasses: Iterable[str] = AUDIO_STREAM_SUBCLASSES) -> str:
+    """``event plain <names> CUSTOM <subclasses>``: names first, since every token after CUSTOM is a subclass."""
+    names = list(events)
+    subs = list(subclasses)
+    for name in names:
+        if not _EVENT_NAME.match(name) or name in ("CUSTOM", "ALL"):
+            raise ValueError(f"event name {name!r} must be an upper-case event (not CUSTOM or ALL)")
+    for sub in subs:
+        if not _SUBCLASS.match(sub):
+            raise ValueError(f"event subclass {sub!r} must look like module::name")
+    if not names and not subs:
+        raise ValueError("subscribe to at least one event")
+    return " ".join(["event plain", *names, *(["CUSTOM", *subs] if subs else [])])
+
+
+def originate_command(call_uuid: str, dial_string: str, variables: Mapping[str, str | int | bool] | None = None,
+                      app: str = "park", stream_variables: bool = True) -> str:
+    """``originate {origination_uuid=U,...}<dial> &<app>()``: for ``bgapi``, never ``api`` (it blocks the socket).
+
+    ``stream_variables`` adds STREAM_CHANNEL_VARIABLES (``variables`` may override them).
+    """
+    check_uuid(call_uuid)
+    _token(dial_string, "dial string")
+    if not re.match(r"^[a-z_]+$", app):
+        raise ValueError(f"originate application {app!r} must be a dialplan app name such as park")
+    pairs = [("origination_uuid", call_uuid)]
+    merged = {**(STREAM_CHANNEL_VARIABLES if stream_variables else {}), **(variables or {})}
+    for name, value in merged.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not _VAR_NAME.match(name) or not _VAR_VALUE.match(text):
+            raise ValueError(f"originate variable {name}={text!r}: names are [A-Za-z0-9_], values must not "
+                             "contain spaces, commas, braces, quotes or backslashes")
+        if name == "origination_uuid":
+            raise ValueError("origination_uuid is set from call_uuid; do not pass it as a variable")
+        pairs.append((name, text))
+    return "originate {" + ",".join(f"{n}={v}" for n, v in pairs) + "}" + dial_string + f" &{app}()"
+
+
+def audio_stream_start_command(call_uuid: str, url: str, mix: str = "mono", rate: str = "16k",
+                               metadata: Mapping[str, object] | None = None) -> str:
+    """``uuid_audio_stream U start <url> <mix> <rate> [<json>]``; the metadata is compact JSON, checked to survive.
+
+    The metadata is the last argument, so its spaces survive, but FreeSWITCH unescapes backslashes
+    (``\\"`` becomes ``"``), so JSON that needs an escape is refused rather than sent broken.
+    """
+    check_uuid(call_uuid)
+    if not _WS_URL.match(url or ""):
+        raise ValueError(f"audio stream url {url!r} must be ws:// or wss://, a host of [A-Za-z0-9.-] "
+                         "(no [::1] or _: mod_audio_stream refuses them), an optional numeric port, then a path")
+    _token(url, "audio stream url")
+    if mix not in MIXES or rate not in RATES:
+        raise ValueError(f"mix {mix!r} / rate {rate!r}: use one of {MIXES} and one of {RATES}")
+    line = f"uuid_audio_stream {call_uuid} start {url} {mix} {rate}"
+    if metadata:
+        text = json.dumps(dict(metadata), separators=(",", ":"), ensure_ascii=False)
+        if "\\" in text or "\n" in text:
+            raise ValueError(f"stream metadata {text!r} needs JSON escapes, which FreeSWITCH would unescape; "
+                             "use plain values without quotes, backslashes or control characters")
+        if len(text.encode("utf-8")) >= MAX_METADATA_BYTES:
+            raise ValueError(f"stream metadata is {len(text.encode())} bytes; mod_audio_stream keeps "
+                             f"{MAX_METADATA_BYTES - 1} (initialMetadata[8192])")
+        line += " " + text
+    return line
+
+
+def audio_stream_stop_command(call_uuid: str) -> str:
+    """``uuid_audio_stream U stop`` (no text: FreeSWITCH would cut it at the first space)."""
+    return f"uuid_audio_stream {check_uuid(call_uuid)} stop"
+
+
+def broadcast_command(call_uuid: str, path: str, leg: str = "aleg") -> str:
+    """``uuid_broadcast U <path> aleg``: one file per broadcast (FreeSWITCH bug 179)."""
+    check_uuid(call_uuid)
+    _token(path, "prompt path")
+    if leg not in LEGS:
+        raise ValueError(f"broadcast leg {leg!r}: use one of {LEGS}")
+    return f"uuid_broadcast {call_uuid} {path} {leg}"
+
+
+def break_command(call_uuid: str) -> str:
+    """``uuid_break U all``: stops the playing file and flushes queued broadcasts."""
+    return f"uuid_break {check_uuid(call_uuid)} all"
+
+
+def kill_command(call_uuid: str, cause: str = "NORMAL_CLEARING") -> str:
+    """``uuid_kill U <cause>``: hang up the call with a cause name."""
+    if not _CAUSE.match(cause):
+        raise ValueError(f"hangup cause {cause!r} must be a cause name such as NORMAL_CLEARING")
+    return f"uuid_kill {check_uuid(call_uuid)} {cause}"
+
+
+def parse_show_channels_json(text: str) -> set[str]:
+    """The uuids in ``show channels as json`` output: ``{"row_count": 0}`` or ``{"row_count": N, "rows": [...]}``."""
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        raise ValueError(f"`show channels as json` did not return JSON: {text[:200]!r}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("row_count"), int):
+        raise ValueError(f"`show channels as json` returned no row_count: {text[:200]!r}")
+    rows = obj.get("rows", [])
+    if not isinstance(rows, list) or len(rows) != obj["row_count"]:
+        raise ValueError(f"`show channels as json`: row_count {obj['row_count']} does not match the rows")
+    return {row["uuid"] for row in rows if isinstance(row, dict) and isinstance(row.get("uuid"), str)}

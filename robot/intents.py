@@ -1,0 +1,74 @@
+"""Intent matching: keyword and phrase rules per language, case- and accent-insensitive."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Mapping, Sequence
+
+# The intents every scenario may branch on, in the order they win when several match: asking to
+# be taken off the list beats "later", which beats a plain no or yes ("no, call me later" is later).
+INTENTS: tuple[str, ...] = ("stop", "later", "no", "yes")
+
+DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {
+        "stop": ("stop calling", "do not call", "don't call", "dont call", "remove me", "take me off",
+                 "unsubscribe", "never call"),
+        "later": ("later", "call me back", "call back", "another time", "not now", "next week", "tomorrow",
+                  "busy right now", "bad time"),
+        "no": ("no", "nope", "not interested", "no thanks", "no thank you", "nah"),
+        "yes": ("yes", "yeah", "yep", "sure", "of course", "okay", "ok", "absolutely", "correct",
+                "that's right", "sounds good", "fine"),
+    },
+    "fr": {
+        "stop": ("arretez d appeler", "arretez de m appeler", "ne m appelez plus", "ne plus m appeler",
+                 "retirez moi", "desinscrire", "plus jamais"),
+        "later": ("plus tard", "rappelez moi", "rappeler", "un autre moment", "pas maintenant", "demain",
+                  "la semaine prochaine", "occupe"),
+        "no": ("non", "pas interesse", "pas interessee", "non merci", "ca ne m interesse pas"),
+        "yes": ("oui", "ouais", "d accord", "bien sur", "absolument", "ok", "okay", "exactement",
+                "tout a fait", "volontiers"),
+    },
+}
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def normalize(text: str) -> str:
+    """Lower case, accents and punctuation removed, single spaces: "D'accord, OUI!" -> "d accord oui"."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NON_WORD.sub(" ", bare).strip()
+
+
+def _contains_phrase(words: Sequence[str], phrase: Sequence[str]) -> bool:
+    n = len(phrase)
+    return n > 0 and any(list(words[i:i + n]) == list(phrase) for i in range(len(words) - n + 1))
+
+
+class IntentMatcher:
+    """Whole-word matching of normalised phrases; the first intent in INTENTS order that matches wins."""
+
+    def __init__(self, rules: Mapping[str, Sequence[str]]) -> None:
+        unknown = set(rules) - set(INTENTS)
+        if unknown:
+            raise ValueError(f"unknown intent(s) {sorted(unknown)}; intents are {', '.join(INTENTS)}")
+        self._rules = {name: [normalize(p).split() for p in rules.get(name, ())] for name in INTENTS}
+
+    @classmethod
+    def for_language(cls, language: str, extra: Mapping[str, Sequence[str]] | None = None) -> "IntentMatcher":
+        """The built-in rules for ``language`` (en, fr), with ``extra`` phrases added per intent."""
+        if language not in DEFAULT_RULES:
+            raise ValueError(f"no built-in intent rules for language {language!r}; have {', '.join(DEFAULT_RULES)}")
+        merged = {k: list(v) for k, v in DEFAULT_RULES[language].items()}
+        for name, phrases in (extra or {}).items():
+            merged.setdefault(name, []).extend(phrases)
+        return cls(merged)
+
+    def match(self, text: str) -> str | None:
+        """The intent ``text`` expresses, or None."""
+        words = normalize(text).split()
+        for name in INTENTS:
+            if any(_contains_phrase(words, phrase) for phrase in self._rules[name]):
+                return name
+        return None

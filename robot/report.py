@@ -1,0 +1,128 @@
+"""A call's report (DESIGN section 5 `callbot replay --json` keys) and its readable timeline.
+
+All times are call seconds from the answer. ``break_at_switch_s`` is when the switch received the
+``uuid_break``: simswitch's ground truth in a replay, else the robot's own send time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from robot.call_record import CallRecord
+
+
+def _prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for r in rows:
+        if r["source"] != "switch":
+            continue
+        if r["type"] == "PLAYBACK_START":
+            out.append({"file": r["file"], "started_s": r["t"], "stopped_s": None, "status": None, "played_ms": None})
+        elif r["type"] == "PLAYBACK_STOP":
+            row = next((p for p in reversed(out) if p["file"] == r["file"] and p["status"] is None), None)
+            if row is not None:
+                row.update(stopped_s=r["t"], status=r["status"], played_ms=r["played_ms"])
+    return out
+
+
+def _barge_ins(rows: list[dict[str, Any]], offset: float | None, truth_breaks: Sequence[float | None] | None,
+               ) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    acted = 0
+    for i, r in enumerate(rows):
+        if r["source"] != "audio" or r["type"] != "barge_in":
+            continue
+        nxt = rows[i + 1] if i + 1 < len(rows) else {}
+        brk = None
+        if nxt.get("type") == "uuid_break":
+            brk = nxt["t"]
+            if truth_breaks is not None:
+                brk = truth_breaks[acted] if acted < len(truth_breaks) else None
+            acted += 1
+        onset = None if offset is None else round(r["onset_s"] + offset, 3)
+        out.append({"speech_onset_s": onset, "detected_s": r["t"], "break_at_switch_s": brk})
+    return out
+
+
+def _transcripts(rows: list[dict[str, Any]], offset: float | None) -> list[dict[str, Any]]:
+    off = offset or 0.0
+    return [{"start_s": round(r["start_s"] + off, 3), "end_s": round(r["end_s"] + off, 3), "text": r["text"]}
+            for r in rows if r["source"] == "audio" and r["type"] == "final"]
+
+
+def build_report(record: CallRecord, fixture: str | None = None, stream_start_s: float | None = None,
+                 truth_breaks: Sequence[float | None] | None = None) -> dict[str, Any]:
+    """The DESIGN section 5 document, plus ``flags``, ``intents`` and ``hangup`` (what the robot concluded)."""
+    timeline = record.timeline
+    if stream_start_s is not None:
+        timeline.stream_offset_s = stream_start_s
+    rows = timeline.rows()
+    return {
+        "fixture": fixture,
+        "call_uuid": record.call_uuid,
+        "disposition": record.disposition,
+        "amd": record.amd,
+        "prompts": _prompts(rows),
+        "barge_ins": _barge_ins(rows, timeline.stream_offset_s, truth_breaks),
+        "transcripts": _transcripts(rows, timeline.stream_offset_s),
+        "events": rows,
+        "flags": list(record.flags),
+        "intents": list(record.replies),
+        "hangup": {"by": record.hangup_by, "cause": record.hangup_cause},
+    }
+
+
+def _fmt_t(t: float | None) -> str:
+    return "    ?   " if t is None else f"{t:8.3f}"
+
+
+# Row type -> how a reader should see it (str.format over the row's fields).
+_LINES: dict[str, str] = {
+    "PLAYBACK_START": "robot plays   {file}",
+    "speech_started": "caller starts speaking",
+    "speech_short": "caller stops ({duration_ms} ms: too short to barge in)",
+    "speech_stopped": "caller stops ({duration_ms} ms)",
+    "barge_in": "BARGE-IN detected (speech since {onset_s:.3f} s of stream, {duration_ms} ms)",
+    "uuid_break": "robot sends uuid_break ({reply})",
+    "final": 'caller said: "{text}"',
+    "reply": "reply to {step}: {outcome}",
+    "state": "state {source_state} -> {state} ({cause})",
+    "flag": "FLAG {flag}",
+    "CHANNEL_ANSWER": "answered",
+    "CHANNEL_HANGUP": "hangup {cause}",
+    "CHANNEL_GONE": "channel gone during an ESL outage",
+    "amd": "amd {result} ({cause})",
+    "beep": "beep {freq_hz} Hz",
+}
+
+
+def describe(row: dict[str, Any]) -> str | None:
+    """One readable line for a timeline row, or None for rows a reader does not need."""
+    kind = row["type"]
+    if kind == "PLAYBACK_STOP":
+        how = "broke off" if row.get("status") == "break" else "finished"
+        text = f"robot {how} {row['file']} after {row.get('played_ms')} ms"
+    elif kind in _LINES:
+        text = _LINES[kind].format_map({k: v for k, v in row.items() if k != "type"})
+        if kind == "flag" and row.get("note"):
+            text += f": {row['note']}"
+    else:
+        return None
+    return f"{_fmt_t(row['t'])}  {text}"
+
+
+def render_text(report: dict[str, Any]) -> str:
+    """The readable timeline (what the caller said when, what the robot played, where it broke off) and result."""
+    lines = [f"call {report['call_uuid']}" + (f"  fixture {report['fixture']}" if report.get("fixture") else "")]
+    lines += [line for row in report["events"] if (line := describe(row)) is not None]
+    lines.append("")
+    lines.append(f"disposition: {report['disposition']}   amd: {report['amd']}   "
+                 f"hangup: {report['hangup']['by']} ({report['hangup']['cause']})")
+    for b in report["barge_ins"]:
+        lines.append(f"barge-in: onset {b['speech_onset_s']} s, detected {b['detected_s']} s, "
+                     f"break at switch {b['break_at_switch_s']} s")
+    for i in report["intents"]:
+        lines.append(f"reply to {i['step']}: {i['outcome']} \"{i['text']}\"")
+    if report["flags"]:
+        lines.append("flags: " + ", ".join(report["flags"]))
+    return "\n".join(lines)

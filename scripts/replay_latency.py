@@ -1,0 +1,46 @@
+"""Barge-in latency at the switch over repeated replays; prints one JSON document.
+
+Usage: python scripts/replay_latency.py [--runs N] [--speed S] [FIXTURE ...]
+Latency = break_at_switch_s - (true onset from the sidecar + 1.5 s), in ms of call time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+
+from callbot.config import Settings
+from robot.replay import FIXTURES_DIR, load_sidecar, replay
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--speed", type=float, default=10.0)
+    ap.add_argument("fixtures", nargs="*")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    names = args.fixtures or sorted(p.stem for p in FIXTURES_DIR.glob("*.wav")
+                                    if (load_sidecar(p) or {}).get("expect", {}).get("barge_in"))
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    started = time.monotonic()
+    for _ in range(args.runs):
+        for name in names:
+            report = replay(name, Settings(), speed=args.speed)
+            onset = load_sidecar(FIXTURES_DIR / f"{name}.wav")["speech"][0][0]
+            for b in report["barge_ins"]:
+                if b["break_at_switch_s"] is not None:
+                    samples[name].append(round((b["break_at_switch_s"] - onset - 1.5) * 1000, 1))
+    flat = sorted(x for v in samples.values() for x in v)
+    q = statistics.quantiles(flat, n=20, method="inclusive") if len(flat) > 1 else flat * 19
+    wall_s = round(time.monotonic() - started, 1)
+    print(json.dumps({"speed": args.speed, "runs": args.runs, "n": len(flat), "wall_s": wall_s,
+                      "latency_ms": {"min": flat[0], "p50": statistics.median(flat), "p95": q[18], "max": flat[-1]},
+                      "samples": samples}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

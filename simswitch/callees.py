@@ -1,0 +1,120 @@
+"""Simulated callees, chosen by the originate dial string.
+
+Dial strings:
+- ``fixture/<wav>``: rings, answers, then the WAV is the callee's voice from the answer on
+  (sample 0 = call time 0, so a sidecar's times are call times). ``<wav>`` is an absolute path or a
+  name under the fixtures dir (``.wav`` may be omitted). The WAV's first channel is the callee.
+- ``error/<cause>``: fails at once with ``-ERR <CAUSE>`` and no channel events, like FreeSWITCH's
+  error endpoint (``error/user_busy``, ``error/no_answer``, ...).
+
+Options, as channel variables in ``{}`` (``sim_<name>=...``) or as a query suffix on the fixture
+(``fixture/x.wav?answer_delay_ms=800&hangup_after_s=6``); the query wins:
+- ``answer_delay_ms``: ring time before the answer (default ``simswitch.answer_delay_ms``);
+- ``answer=false``: never answers (the originate ends with ``NO_ANSWER`` at its timeout);
+- ``reject=<CAUSE>``: rings for ``answer_delay_ms``, then fails with that cause;
+- ``hangup_after_s``: the callee hangs up at this call time;
+- ``hangup_at_end=true``: the callee hangs up when the WAV ends;
+- ``hangup_cause``: cause of a callee hangup (default NORMAL_CLEARING).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+_CAUSE = re.compile(r"^[A-Za-z_]{2,40}$")
+_OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause")
+
+
+class DialError(ValueError):
+    """The dial string cannot be called; ``cause`` is the FreeSWITCH hangup cause to report."""
+
+    def __init__(self, cause: str, detail: str) -> None:
+        super().__init__(f"{cause}: {detail}")
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class CalleeSpec:
+    """What the far end of a call does."""
+
+    destination: str  # Caller-Destination-Number
+    wav: Path | None = None
+    fail_cause: str | None = None  # fail at once, no channel
+    answer_delay_s: float = 0.2
+    answers: bool = True
+    reject_cause: str | None = None  # fail after ringing
+    hangup_after_s: float | None = None
+    hangup_at_end: bool = False
+    hangup_cause: str = "NORMAL_CLEARING"
+
+
+def _bool(value: str, name: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off"):
+        return False
+    raise DialError("INVALID_URL", f"option {name}={value!r} is not a boolean")
+
+
+def _cause(value: str, name: str) -> str:
+    if not _CAUSE.match(value):
+        raise DialError("INVALID_URL", f"option {name}={value!r} is not a cause name like USER_BUSY")
+    return value.upper()
+
+
+def _number(value: str, name: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise DialError("INVALID_URL", f"option {name}={value!r} is not a number") from None
+    if not 0 <= x <= 86400:
+        raise DialError("INVALID_URL", f"option {name}={value!r} is out of range 0..86400")
+    return x
+
+
+def resolve_fixture(name: str, fixtures_dir: Path | None) -> Path:
+    """An absolute path as is; otherwise a name that must stay inside the fixtures dir."""
+    p = Path(name)
+    if not p.is_absolute():
+        if fixtures_dir is None:
+            raise DialError("UNALLOCATED_NUMBER", f"fixture {name!r} is relative and no fixtures dir is set")
+        base = fixtures_dir.resolve()
+        p = (base / p).resolve()
+        if base not in p.parents:
+            raise DialError("UNALLOCATED_NUMBER", f"fixture {name!r} leaves the fixtures dir {base}")
+    if not p.is_file() and p.suffix != ".wav" and p.with_name(p.name + ".wav").is_file():
+        p = p.with_name(p.name + ".wav")
+    if not p.is_file():
+        raise DialError("UNALLOCATED_NUMBER", f"fixture WAV {p} does not exist")
+    return p
+
+
+def parse_dial(dial: str, variables: dict[str, str], fixtures_dir: Path | None,
+               default_answer_delay_ms: int) -> CalleeSpec:
+    """The callee for a dial string plus the originate's ``{}`` variables (raises DialError)."""
+    endpoint, _, rest = dial.partition("/")
+    if endpoint == "error":
+        return CalleeSpec(destination=rest, fail_cause=_cause(rest or "DESTINATION_OUT_OF_ORDER", "error/"))
+    if endpoint != "fixture":
+        raise DialError("CHAN_NOT_IMPLEMENTED", f"endpoint {endpoint!r} is not emulated (use fixture/ or error/)")
+    path, _, query = rest.partition("?")
+    opts = {k[4:]: v for k, v in variables.items() if k.startswith("sim_") and k[4:] in _OPTIONS}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k not in _OPTIONS:
+            raise DialError("INVALID_URL", f"unknown fixture option {k!r}; known: {', '.join(_OPTIONS)}")
+        opts[k] = v
+    wav = resolve_fixture(path, fixtures_dir)
+    return CalleeSpec(
+        destination=wav.stem,
+        wav=wav,
+        answer_delay_s=_number(opts.get("answer_delay_ms", str(default_answer_delay_ms)), "answer_delay_ms") / 1000,
+        answers=_bool(opts.get("answer", "true"), "answer"),
+        reject_cause=_cause(opts["reject"], "reject") if "reject" in opts else None,
+        hangup_after_s=_number(opts["hangup_after_s"], "hangup_after_s") if "hangup_after_s" in opts else None,
+        hangup_at_end=_bool(opts.get("hangup_at_end", "false"), "hangup_at_end"),
+        hangup_cause=_cause(opts.get("hangup_cause", "NORMAL_CLEARING"), "hangup_cause"),
+    )

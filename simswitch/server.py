@@ -1,0 +1,196 @@
+"""``SimSwitch``: the emulator object that ties the ESL listener, the calls and the media tick together."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import uuid as uuidlib
+from pathlib import Path
+from typing import Any
+
+from callbot.config import SimSwitchSettings
+from callbot.esl_protocol import EslEvent
+
+from simswitch.api_commands import ApiCommands
+from simswitch.channel import Channel
+from simswitch.clock import MEDIA_TICK_S, SimClock
+from simswitch.esl_server import RUDE_REJECTION, EslConnection
+from simswitch.event_factory import EventFactory, SwitchIdentity
+from simswitch.truth import CallTruth
+
+log = logging.getLogger(__name__)
+
+MAX_FINISHED_CALLS = 10000  # finished calls kept for their truth; the oldest go first
+DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calls"
+
+
+class SimSwitch:
+    """A FreeSWITCH + mod_audio_stream emulator on 127.0.0.1.
+
+    Keyword arguments override the settings section; without settings, ``esl_port`` defaults to
+    0 (a free port, read ``.esl_port`` after ``start()``).
+    """
+
+    def __init__(self, settings: SimSwitchSettings | None = None, *, speed: float | None = None,
+                 esl_port: int | None = None, password: str | None = None,
+                 fixtures_dir: str | Path | None = None) -> None:
+        base = settings or SimSwitchSettings(esl_port=0)
+        overrides: dict[str, Any] = {k: v for k, v in (("speed", speed), ("esl_port", esl_port),
+                                                         ("password", password)) if v is not None}
+        if fixtures_dir is not None:
+            overrides["fixtures_dir"] = str(fixtures_dir)
+        self.settings = dataclasses.replace(base, **overrides)
+        if self.settings.esl_host not in ("127.0.0.1", "localhost", "::1"):
+            log.warning("simswitch listening beyond loopback", extra={"host": self.settings.esl_host})
+        self.password = self.settings.password
+        fx = self.settings.fixtures_dir
+        self.fixtures_dir: Path | None = Path(fx) if fx else (DEFAULT_FIXTURES if DEFAULT_FIXTURES.is_dir() else None)
+        self.clock = SimClock(self.settings.speed)
+        self.events = EventFactory(self.clock, SwitchIdentity(
+            core_uuid=str(uuidlib.uuid4()), hostname=self.settings.hostname))
+        self.api = ApiCommands(self)
+        self.calls: dict[str, Channel] = {}
+        self.live: dict[str, Channel] = {}
+        self._finished: collections.deque[str] = collections.deque()
+        self.connections: set[EslConnection] = set()
+        self.sessions_since_start = 0
+        self.peak_sessions = 0
+        self.esl_port = 0
+        self.max_tick_lag_s = 0.0  # worst lateness of the media tick (virtual s): > 0.02 means catch-up
+        self._session_id = 0
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._has_calls: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._conn_tasks: set[asyncio.Task[Any]] = set()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the ESL port (0 = a free one) and start the media tick."""
+        self.clock = SimClock(self.settings.speed)
+        self.events.clock = self.clock
+        self._has_calls = asyncio.Event()
+        self._server = await asyncio.start_server(self._accept, self.settings.esl_host, self.settings.esl_port)
+        self.esl_port = self._server.sockets[0].getsockname()[1]
+        self._ticker = asyncio.create_task(self._tick_loop())
+        log.info("simswitch listening", extra={"host": self.settings.esl_host, "port": self.esl_port,
+                                                "speed": self.settings.speed})
+
+    async def stop(self) -> None:
+        """Close the listener, every connection and every stream; calls are hung up."""
+        if self._server is not None:
+            self._server.close()
+        for ch in list(self.live.values()):
+            ch.hangup("MANAGER_REQUEST", "shutdown")
+            ch.finish_hangup()
+        for ch in self.calls.values():
+            if ch.stream is not None:
+                ch.stream.abort()
+        for conn in list(self.connections):
+            conn.close()
+        if self._conn_tasks:  # closing the sockets lets each connection task end by itself
+            await asyncio.wait(list(self._conn_tasks), timeout=2)
+        tasks = [t for t in [self._ticker, *self._tasks] if t is not None and not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> "SimSwitch":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.stop()
+
+    def keep(self, task: asyncio.Task[Any]) -> None:
+        """Hold a background task until it ends (so it is not garbage-collected or lost at stop)."""
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- connections and events -------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.connections) >= self.settings.max_connections:
+            writer.write(RUDE_REJECTION)
+            writer.close()
+            return
+        conn = EslConnection(self, reader, writer)
+        self.connections.add(conn)
+        task = asyncio.current_task()
+        assert task is not None
+        self._conn_tasks.add(task)
+        try:
+            await conn.run()
+        finally:
+            self._conn_tasks.discard(task)
+
+    def forget_connection(self, conn: EslConnection) -> None:
+        self.connections.discard(conn)
+
+    def publish(self, event: EslEvent) -> None:
+        """Offer an event to every listener; payloads are serialised once per format."""
+        serialized: dict[str, bytes] = {}
+        for conn in list(self.connections):
+            conn.offer(event, serialized)
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    def next_session_id(self) -> int:
+        self._session_id += 1
+        return self._session_id
+
+    def add_channel(self, channel: Channel) -> None:
+        self.calls[channel.uuid] = channel
+        self.live[channel.uuid] = channel
+        self.sessions_since_start += 1
+        self.peak_sessions = max(self.peak_sessions, len(self.live))
+        assert self._has_calls is not None
+        self._has_calls.set()
+
+    def on_channel_gone(self, channel: Channel) -> None:
+        self.live.pop(channel.uuid, None)
+        self._finished.append(channel.uuid)
+        while len(self._finished) > MAX_FINISHED_CALLS:
+            self.calls.pop(self._finished.popleft(), None)
+        for conn in list(self.connections):
+            conn.on_channel_gone(channel.uuid)
+
+    def truth(self, uuid: str) -> CallTruth:
+        """The ground truth of a call (live or finished); KeyError if unknown."""
+        return self.calls[uuid].truth
+
+    # ---- the media tick ---------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        """Run every live channel's 20 ms tick at absolute virtual deadlines; catch up if late."""
+        assert self._has_calls is not None
+        tick = int(self.clock.now() / MEDIA_TICK_S) + 1
+        while True:
+            if not self.live:
+                self._has_calls.clear()
+                await self._has_calls.wait()
+                tick = max(tick, int(self.clock.now() / MEDIA_TICK_S) + 1)
+            await self.clock.sleep_until(tick * MEDIA_TICK_S)
+            now = self.clock.now()
+            self.max_tick_lag_s = max(self.max_tick_lag_s, now - tick * MEDIA_TICK_S)
+            due = int(now / MEDIA_TICK_S + 1e-9)
+            while tick <= due:
+                for channel in list(self.live.values()):
+                    try:
+                        channel.on_tick(tick)
+                    except Exception:  # one broken call must not stop the others
+                        log.exception("media tick failed", extra={"call": channel.uuid})
+                        channel.hangup("NORMAL_TEMPORARY_FAILURE", "switch")
+                tick += 1

@@ -1,0 +1,69 @@
+"""WAV loading for callee voices and prompts: mono int16 at the rate asked for, cached per file."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+
+class WavError(ValueError):
+    """A WAV file is missing, unreadable or too long; the message names the file."""
+
+
+def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
+    """Linear-interpolation resampling, with a box low-pass when decimating.
+
+    Good enough for a speech emulator (FreeSWITCH itself uses speex); the audio server only needs
+    speech at the right times, not studio quality.
+    """
+    if src_rate == dst_rate or len(samples) == 0:
+        return samples.astype(np.int16, copy=False)
+    x = samples.astype(np.float32)
+    if dst_rate < src_rate:
+        width = max(1, round(src_rate / dst_rate))
+        x = np.convolve(x, np.ones(width, np.float32) / width, mode="same")
+    n_out = int(len(x) * dst_rate // src_rate)
+    pos = np.arange(n_out, dtype=np.float64) * (src_rate / dst_rate)
+    y = np.interp(pos, np.arange(len(x)), x)
+    return np.clip(np.round(y), -32768, 32767).astype(np.int16)
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, mtime: float, rate: int, max_s: float) -> np.ndarray:
+    try:
+        info = sf.info(path)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise WavError(f"{path}: not a readable audio file ({exc})") from None
+    if info.duration > max_s:
+        raise WavError(f"{path}: {info.duration:.1f} s is longer than the {max_s:.0f} s limit "
+                       "(raise simswitch.max_wav_s)")
+    data, src_rate = sf.read(path, dtype="int16", always_2d=True)
+    mono = data[:, 0]  # fixture contract: mono, or stereo with L = callee
+    out = resample(np.ascontiguousarray(mono), int(src_rate), rate)
+    out.setflags(write=False)
+    return out
+
+
+def load_pcm(path: str | os.PathLike[str], rate: int, max_s: float = 600.0) -> np.ndarray:
+    """The file's first channel as int16 at ``rate``; read-only array shared between calls."""
+    p = Path(path)
+    try:
+        mtime = p.stat().st_mtime
+    except OSError as exc:
+        raise WavError(f"{p}: cannot open ({exc.strerror})") from None
+    return _load(str(p.resolve()), mtime, rate, max_s)
+
+
+def duration_s(path: str | os.PathLike[str], max_s: float = 600.0) -> float:
+    """Length of a WAV in seconds (raises WavError if unreadable)."""
+    try:
+        info = sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise WavError(f"{path}: not a readable audio file ({exc})") from None
+    if info.duration > max_s:
+        raise WavError(f"{path}: {info.duration:.1f} s is longer than the {max_s:.0f} s limit")
+    return float(info.duration)

@@ -1,0 +1,82 @@
+"""amd-report's replay mode: reading `callbot replay --json` documents, and the end-to-end run once it exists."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+from audio_server.amd_replay import FixtureError, outcome_from_replay, read_callee, replay_via_callbot
+from audio_server.amd_report import amd_report, load_sidecar, score_fixture
+from audio_server.events import Amd
+from audio_server.pipeline import StreamPipeline
+from audio_server.stream_params import StreamParams
+from callbot.cli import main
+from callbot.config import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "amd"
+SCENARIO = Path(__file__).parent.parent / "robot" / "scenarios" / "survey_en.toml"
+HAS_REPLAY = "replay" in main.commands
+
+
+def pipeline_emits_amd() -> bool:
+    """Whether the audio server's pipeline has the AMD stage wired in (the lead does that)."""
+    samples, rate = read_callee(FIXTURES / "vm_en_us_beep1000.wav")
+    settings = Settings()
+    pipeline = StreamPipeline(StreamParams.defaults(str(uuid.uuid4()), settings), settings)
+    return any(isinstance(e, Amd) for e in pipeline.feed(samples[: rate * 4].tobytes()).events)
+
+
+def replay_doc(prompt_starts: list[float]) -> dict:
+    """A `callbot replay --json` document shaped as DESIGN section 5 says, for a voicemail call."""
+    return {
+        "fixture": "vm.wav", "call_uuid": "c0ffee00-0000-4000-8000-000000000000", "disposition": "voicemail_left",
+        "amd": "machine",
+        "prompts": [{"file": f"p{i}.wav", "started_s": t, "stopped_s": t + 1, "status": "done", "played_ms": 1000}
+                    for i, t in enumerate(prompt_starts)],
+        "barge_ins": [{"speech_onset_s": 0.4, "detected_s": 1.9, "break_at_switch_s": 1.93}], "transcripts": [],
+        "events": [
+            {"t": 0.0, "source": "switch", "type": "CHANNEL_ANSWER"},
+            {"t": 2.02, "source": "audio", "type": "amd", "result": "machine", "cause": "MAXWORDS",
+             "decided_at_s": 2.02},
+            {"t": 8.98, "source": "audio", "type": "beep", "freq_hz": 850.0, "duration_ms": 800},
+            {"t": 8.99, "source": "robot", "type": "beep"},
+        ],
+    }
+
+
+def test_outcome_from_replay_finds_amd_beep_and_the_voicemail_prompt() -> None:
+    outcome = outcome_from_replay(replay_doc([0.1, 9.1]))
+    assert (outcome.amd.result, outcome.amd.cause, outcome.amd.decided_at_s) == ("machine", "MAXWORDS", 2.02)
+    assert [(b.t, b.freq_hz) for b in outcome.beeps] == [(8.98, 850.0)]  # the robot's copy is not counted
+    assert outcome.prompt_started_s == 9.1  # the greeting prompt at 0.1 s was before the decision
+    assert outcome.barge_in_s == 1.9
+    row = score_fixture("vm_en_gb_beep850", load_sidecar(FIXTURES / "vm_en_gb_beep850.wav"), outcome, "human")
+    assert row["correct"] and row["beep_found"] and row["prompt_after_beep_ms"] == 130
+
+
+def test_prompt_played_before_the_beep_shows_as_negative() -> None:
+    row = score_fixture("vm_en_gb_beep850", load_sidecar(FIXTURES / "vm_en_gb_beep850.wav"),
+                        outcome_from_replay(replay_doc([3.0])), "human")
+    assert row["prompt_after_beep_ms"] == -5970
+
+
+def test_replay_document_without_a_timeline_is_a_clear_error() -> None:
+    with pytest.raises(FixtureError, match="callbot replay output lacks 'events'"):
+        outcome_from_replay({"amd": "machine", "prompts": []})
+
+
+@pytest.mark.skipif(not HAS_REPLAY, reason="`callbot replay` (robot + simswitch) is not in the tree yet")
+def test_voicemail_prompt_starts_after_the_beep_end_to_end(tmp_path: Path) -> None:
+    if not pipeline_emits_amd():
+        pytest.skip("StreamPipeline emits no `amd` event: AmdDetector is not wired into the audio server yet")
+    replay = replay_via_callbot(SCENARIO, 2.0)  # faster inflates the robot's reaction in call time
+    for name in ("vm_en_us_beep1000", "human_en_us_hello"):
+        for ext in (".wav", ".json"):
+            shutil.copy(FIXTURES / f"{name}{ext}", tmp_path / f"{name}{ext}")
+    report = amd_report(tmp_path, Settings(), replay=replay, mode="replay")
+    assert report["accuracy"] == 1.0
+    (vm,) = [r for r in report["fixtures"] if r["beep_expected"]]
+    assert 0 <= vm["prompt_after_beep_ms"] <= 300

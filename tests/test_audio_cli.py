@@ -1,0 +1,117 @@
+"""The audio server's subcommands as a user runs them: a real process, signals, printed JSON."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from audio_server.events import parse_event
+from audio_server.stream_client import read_wav, stream_url
+from callbot.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+CALLBOT = [sys.executable, "-c", "from callbot.cli import main; main()"]  # the console script, in this venv
+
+
+def _start_server(*args: str) -> tuple[subprocess.Popen, int]:
+    """``callbot --log-json audio-server --port 0 ...`` in a subprocess; the port comes from its log."""
+    proc = subprocess.Popen([*CALLBOT, "--log-json", "audio-server", "--port", "0", *args],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        record = json.loads(line)
+        if record["msg"] == "audio server listening":
+            return proc, int(record["port"])
+    raise AssertionError(f"the server exited ({proc.wait()}) without listening")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_shutdown_on_signal_closes_streams_with_1001(sig: signal.Signals) -> None:
+    proc, port = _start_server()
+    try:
+        async def scenario() -> int | None:
+            async with connect(stream_url(f"ws://127.0.0.1:{port}")) as ws:
+                speech = read_wav(FIXTURES / "pauses_2500ms.wav")[0].astype("<i2").tobytes()
+
+                async def blast() -> None:  # a minute of speech, far faster than the server reads it
+                    with contextlib.suppress(ConnectionClosed):
+                        for i in range(3000):
+                            at = i * 640 % (len(speech) - 640)
+                            await ws.send(speech[at:at + 640])
+
+                sender = asyncio.create_task(blast())
+                await asyncio.sleep(0.3)  # the stream is live, with audio queued, before the signal
+                proc.send_signal(sig)
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await asyncio.wait_for(ws.recv(), 10)
+                await sender
+                return ws.close_code
+
+        t0 = time.monotonic()
+        assert asyncio.run(scenario()) == 1001
+        assert proc.wait(timeout=10) == 0
+        # Queued audio must not stall the close until the library's 10 s close timeout.
+        assert time.monotonic() - t0 < 5.0
+        assert proc.stderr is not None
+        log = [json.loads(line) for line in proc.stderr]
+        assert any(r["msg"] == "audio server stopped" for r in log)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_stream_command_prints_events_as_json_lines() -> None:
+    proc, port = _start_server("--idle-timeout", "0.5")
+    try:
+        wav = FIXTURES / "long_reply.wav"
+        out = subprocess.run([*CALLBOT, "stream", str(wav), "--url",
+                              f"ws://127.0.0.1:{port}", "--speed", "0", "--chunking", "random", "--linger", "30"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        events = [parse_event(line)[1] for line in out.stdout.splitlines()]
+        assert [e.type for e in events] == ["speech_started", "barge_in", "speech_stopped", "error"]
+        assert "1008 idle_timeout" in out.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_pipeline_bench_prints_its_cost_as_json() -> None:
+    result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in FIXTURES.glob("*.wav"))
+    assert report["frames"] == frames and report["fixtures"] == len(report["per_fixture"])
+    assert report["us_per_frame"] > 0 and report["streams_per_core_realtime"] == round(report["frames_per_s"] / 50)
+
+
+def test_audio_server_rejects_a_bad_setting_with_a_clear_message() -> None:
+    result = CliRunner().invoke(main, ["audio-server", "--max-streams", "many"])
+    assert result.exit_code != 0 and "max-streams" in result.output
+    result = CliRunner().invoke(main, ["audio-server", "--port", "0"], env={"CALLBOT_VAD_AGGRESSIVENESS": "7"})
+    assert result.exit_code == 1 and "vad.aggressiveness=7: must be 0..3" in result.output
+
+
+def test_pipeline_bench_can_measure_a_real_server_process() -> None:
+    result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1", "--server-streams", "4"])
+    assert result.exit_code == 0, result.output
+    server = json.loads(result.stdout)["server"]
+    wavs = sorted(FIXTURES.glob("*.wav"))
+    frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in wavs[:4])
+    assert server["streams"] == 4 and server["frames"] == frames
+    assert server["startup_cpu_s"] > 0.05, "the child CPU accounting read nothing"  # imports alone cost more
+    assert server["us_per_frame"] > 0

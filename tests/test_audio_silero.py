@@ -1,0 +1,48 @@
+"""The optional Silero backend (vad.backend=silero) on the call fixtures: same decisions, later onsets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from audio_server.events import BargeIn, SpeechStarted
+from audio_server.pipeline import StreamPipeline
+from audio_server.stream_client import read_wav
+from audio_server.stream_params import StreamParams
+from audio_server.vad import speech_classifier
+from callbot.config import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+SETTINGS = Settings().replace(**{"vad.backend": "silero"})
+
+try:
+    speech_classifier(16000, SETTINGS.vad)
+    MISSING = None
+except (ImportError, FileNotFoundError) as exc:
+    MISSING = str(exc)
+
+pytestmark = pytest.mark.skipif(MISSING is not None, reason=f"the Silero model is not available: {MISSING}")
+
+
+@pytest.mark.parametrize("wav", sorted(FIXTURES.glob("*.wav")), ids=lambda p: p.stem)
+def test_silero_backend_decides_barge_in_like_the_sidecar(wav: Path) -> None:
+    samples, rate = read_wav(wav)
+    sidecar = json.loads(wav.with_suffix(".json").read_text())
+    params = StreamParams("5b0e8a4e-2a43-4a4f-b1f0-6d0c5bb0f0a1", rate, 1500, 300)
+    pipeline = StreamPipeline(params, SETTINGS)
+    data = samples.astype("<i2").tobytes()
+    step = rate // 50 * 2
+    events = [e for i in range(0, len(data), step) for e in pipeline.feed(data[i:i + step]).events]
+    barges = [e for e in events if isinstance(e, BargeIn)]
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    assert bool(barges) == sidecar["expect"]["barge_in"] and len(barges) <= 1
+    assert bool(started) == bool(sidecar["speech"])
+    if started:  # Silero's probability rises later than webrtcvad's: onsets come up to ~130 ms late
+        assert 0 <= started[0].t - sidecar["speech"][0][0] <= 0.15, started[0]
+
+
+def test_unknown_backend_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="vad.backend='rnnoise': use webrtc or silero"):
+        speech_classifier(16000, Settings().replace(**{"vad.backend": "rnnoise"}).vad)

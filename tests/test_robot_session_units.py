@@ -1,0 +1,302 @@
+"""Pure unit tests of the robot's sans-I/O parts: state table, call queue, intents, scenario loading."""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+from pathlib import Path
+
+import gevent
+import pytest
+
+from robot.call_queue import CallItem, CallQueue, QueueFull
+from robot.intents import IntentMatcher, normalize
+from robot.scenario import ScenarioError, bundled_scenario, default_prompts_dir, load_scenario
+from robot.states import TRANSITIONS, CallState, CallStateMachine, IllegalTransition
+
+# ---- states -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source,target", list(itertools.product(CallState, CallState)))
+def test_every_pair_of_states_is_allowed_exactly_when_the_table_says(source, target):
+    sm = CallStateMachine("c", state=source)
+    if target in TRANSITIONS[source]:
+        move = sm.go(target, "test")
+        assert (sm.state, move.source, move.cause) == (target, source, "test")
+    else:
+        with pytest.raises(IllegalTransition, match=f"{source.value} -> {target.value} is not allowed"):
+            sm.go(target, "test")
+        assert sm.state is source
+
+
+def test_every_state_can_reach_done_and_every_live_state_can_hang_up():
+    for state in CallState:
+        seen, todo = {state}, [state]
+        while todo:
+            for nxt in TRANSITIONS[todo.pop()]:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        assert CallState.DONE in seen or state is CallState.DONE, state
+        if state not in (CallState.HANGUP, CallState.DONE):
+            assert CallState.HANGUP in TRANSITIONS[state] or CallState.HANGING_UP in TRANSITIONS[state]
+
+
+def test_the_design_path_is_legal_and_recorded_with_causes():
+    sm = CallStateMachine("c")
+    path = [CallState.ANSWERED, CallState.AMD, CallState.PLAYING, CallState.LISTENING, CallState.PLAYING,
+            CallState.HANGING_UP, CallState.HANGUP, CallState.DONE]
+    for i, state in enumerate(path):
+        sm.go(state, f"cause {i}")
+    assert [m.target for m in sm.history] == path and sm.history[2].cause == "cause 2"
+    assert sm.ended
+
+
+# ---- call queue ---------------------------------------------------------------------------
+
+
+def test_barge_in_and_hangup_jump_ahead_of_waiting_transcripts():
+    q = CallQueue(maxsize=10)
+    for i in range(5):
+        q.put(CallItem("audio", i))
+    q.put(CallItem("barge_in", "b"))
+    q.put(CallItem("hangup", "h"))
+    kinds = [q.get(0).kind for _ in range(7)]
+    assert kinds == ["barge_in", "hangup", "audio", "audio", "audio", "audio", "audio"]
+    assert q.get(0.01) is None
+
+
+def test_full_normal_lane_drops_its_oldest_never_an_urgent_item():
+    q = CallQueue(maxsize=3, urgent_max=2)
+    for i in range(5):
+        q.put(CallItem("audio", i))
+    q.put(CallItem("barge_in"))
+    assert q.dropped == 2 and len(q) == 4
+    assert [q.get(0).data for _ in range(4)] == [None, 2, 3, 4]
+    q.put(CallItem("hangup"))
+    q.put(CallItem("hangup"))
+    with pytest.raises(QueueFull):
+        q.put(CallItem("hangup"))
+
+
+def test_a_waiting_getter_wakes_when_an_item_arrives():
+    q = CallQueue()
+    gevent.spawn_later(0.02, q.put, CallItem("barge_in", 1))
+    item = q.get(timeout=2)
+    assert item is not None and item.kind == "barge_in"
+
+
+# ---- intents ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lang,text,intent", [
+    ("en", "Yes, that works.", "yes"),
+    ("en", "YEAH sure", "yes"),
+    ("en", "No thanks", "no"),
+    ("en", "actually I am not interested right now so please call me back next week on tuesday", "later"),
+    ("en", "Please stop calling me", "stop"),
+    ("en", "I know the answer", None),  # "no" only as a whole word
+    ("en", "hello there who is this", None),
+    ("fr", "Oui, d'accord.", "yes"),
+    ("fr", "NON merci", "no"),
+    ("fr", "Rappelez-moi plus tard", "later"),
+    ("fr", "Ne m'appelez plus jamais", "stop"),
+    ("fr", "Je suis intéressé", None),
+    ("fr", "Ça ne m'intéresse pas", "no"),
+])
+def test_intents_match_whole_words_without_case_or_accents(lang, text, intent):
+    assert IntentMatcher.for_language(lang).match(text) == intent
+
+
+def test_normalize_strips_accents_case_and_punctuation():
+    assert normalize("  D'ACCORD, très Bien!  ") == "d accord tres bien"
+
+
+def test_unknown_language_or_intent_is_refused_clearly():
+    with pytest.raises(ValueError, match="no built-in intent rules for language 'de'"):
+        IntentMatcher.for_language("de")
+    with pytest.raises(ValueError, match="unknown intent"):
+        IntentMatcher({"maybe": ["perhaps"]})
+
+
+# ---- scenarios ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name,rate", [("survey_en", 16000), ("survey_en", 8000), ("survey_fr", 16000),
+                                       ("survey_fr", 8000)])
+def test_bundled_scenarios_load_with_every_prompt_present(name, rate):
+    sc = load_scenario(bundled_scenario(name), rate=rate)
+    assert sc.start == "greeting" and sc.steps["greeting"].barge_in
+    for step in sc.steps.values():
+        assert step.prompt is not None and step.prompt.is_file() and f"/{rate}/" in str(step.prompt)
+    assert sc.step("greeting").branch("yes") == "confirmed"
+    assert sc.step("greeting").branch("silence") == "repeat"  # via default
+
+
+def test_greeting_prompt_is_long_enough_for_a_barge_in():
+    import soundfile
+
+    for lang in ("en", "fr"):
+        assert soundfile.info(str(default_prompts_dir() / lang / "16000" / "greeting.wav")).duration >= 6.0
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_missing_file_and_every_other_error_are_reported_at_load_with_locations(tmp_path):
+    audio = tmp_path / "audio"
+    (audio / "16000").mkdir(parents=True)
+    shutil.copy(default_prompts_dir() / "en" / "16000" / "greeting.wav", audio / "16000" / "hello.wav")
+    path = _write(tmp_path, """
+[scenario]
+language = "en"
+start = "hello"
+audio_dir = "audio"
+colour = "blue"
+
+[voicemail]
+on_machine = "shout"
+
+[steps.hello]
+prompt = "hello.wav"
+listen_s = 5
+on = { yes = "bye", maybe = "bye", no = "nowhere" }
+
+[steps.bye]
+prompt = "missing.wav"
+disposition = "done"
+next = "hello"
+""")
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    text = str(info.value)
+    for expected in [
+        "scenario.colour: unknown key",
+        "voicemail.on_machine: 'shout' is not one of",
+        "steps.hello.on.maybe: unknown outcome",
+        "steps.hello.on.no: no step named 'nowhere'",
+        "steps.hello.on: outcomes stop, later, unknown, silence go nowhere",
+        f"steps.bye.prompt: file {audio / '16000' / 'missing.wav'} does not exist",
+        "steps.bye: give exactly one of",
+    ]:
+        assert expected in text, (expected, text)
+    assert str(path) in text and len(info.value.problems) == 7
+
+
+def test_bad_toml_missing_file_and_wrong_types_are_clear(tmp_path):
+    with pytest.raises(ScenarioError, match="file does not exist"):
+        load_scenario(tmp_path / "nope.toml")
+    with pytest.raises(ScenarioError, match="not valid TOML"):
+        load_scenario(_write(tmp_path, "[scenario\n"))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(_write(tmp_path, '[scenario]\nlanguage = "en"\nstart = 3\n[steps.a]\nprompt = 1\n'
+                                       'barge_in = "yes"\nlisten_s = true\ndisposition = "x"\n'))
+    text = str(info.value)
+    assert "scenario.start: expected str, got 3" in text
+    assert "steps.a.prompt: expected str, got 1" in text
+    assert "steps.a.barge_in: expected bool" in text
+    assert "steps.a.listen_s: expected a number, got True" in text
+
+
+# ---- reply collector and event classification ----------------------------------------------
+
+
+def test_reply_waits_for_the_final_after_speech_then_judges_it():
+    from audio_server.events import Final, SpeechShort, SpeechStarted
+    from robot.reply import ReplyCollector
+
+    r = ReplyCollector(speed=1.0, final_wait_wall_s=2.0)
+    match = IntentMatcher.for_language("en").match
+    assert not r.complete(now=1.0, started=0.0, window_s=5.0, max_reply_s=30.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    assert not r.complete(now=40.0, started=20.0, window_s=5.0, max_reply_s=30.0)  # still talking
+    assert r.complete(now=51.0, started=20.0, window_s=5.0, max_reply_s=30.0)  # talking too long
+    r.feed(SpeechShort(t=1.4, duration_ms=400), now=1.5)
+    assert not r.complete(now=3.0, started=0.0, window_s=5.0, max_reply_s=30.0)  # a final may come
+    r.feed(Final(t=1.6, text=" Yes. ", start_s=1.0, end_s=1.4, avg_logprob=0, no_speech_prob=0), now=1.7)
+    assert r.complete(now=1.7, started=0.0, window_s=5.0, max_reply_s=30.0)
+    assert r.outcome(match) == ("yes", "Yes.")
+    r.reset()
+    assert r.outcome(match) == ("silence", "") and not r.complete(now=4.0, started=0.0, window_s=5.0,
+                                                                    max_reply_s=30.0)
+    assert r.complete(now=5.0, started=0.0, window_s=5.0, max_reply_s=30.0)
+
+
+def test_speech_without_any_transcript_is_unknown_after_the_final_wait():
+    from audio_server.events import SpeechShort, SpeechStarted
+    from robot.reply import ReplyCollector
+
+    r = ReplyCollector(speed=10.0, final_wait_wall_s=1.5)
+    r.feed(SpeechStarted(t=1.0), now=0.1)
+    r.feed(SpeechShort(t=1.4, duration_ms=400), now=0.15)
+    assert not r.complete(now=1.6, started=0.0, window_s=6.0, max_reply_s=30.0)
+    assert r.complete(now=1.66, started=0.0, window_s=6.0, max_reply_s=30.0)
+    assert r.outcome(IntentMatcher.for_language("en").match) == ("unknown", "")
+
+
+def test_classify_marks_barge_in_and_hangup_urgent_and_rejects_foreign_audio():
+    from audio_server.events import BargeIn, Final, to_json
+    from callbot.esl_protocol import EslEvent
+    from robot.call_queue import URGENT_KINDS, classify
+
+    me, other = "0f8fad5b-d9cb-469f-a165-70867728950e", "1f8fad5b-d9cb-469f-a165-70867728950e"
+
+    def custom(body: str) -> EslEvent:
+        return EslEvent([("Event-Subclass", "mod_audio_stream::json"), ("Event-Name", "CUSTOM"),
+                         ("Unique-ID", me)], body)
+
+    barge = classify(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), me)), me, 1.0)
+    assert barge.kind == "barge_in" and barge.kind in URGENT_KINDS and barge.data.onset_s == 1.5
+    final = classify(custom(to_json(Final(t=4, text="hi", start_s=1, end_s=2, avg_logprob=0, no_speech_prob=0), me)),
+                     me, 1.0)
+    assert final.kind == "audio" and final.kind not in URGENT_KINDS
+    assert classify(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), other)), me, 1.0).kind == "audio_text"
+    assert classify(custom('{"type": "transcript"}'), me, 1.0).kind == "audio_text"
+    hang = classify(EslEvent([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", me)]), me, 1.0)
+    assert hang.kind == "hangup" and hang.kind in URGENT_KINDS
+    assert classify(EslEvent([("Event-Name", "PLAYBACK_STOP"), ("Unique-ID", me)]), me, 1.0).kind == "switch"
+
+
+def test_a_prompt_that_is_not_a_mono_wav_at_the_rate_is_refused_at_load(tmp_path):
+    audio = tmp_path / "audio" / "16000"
+    audio.mkdir(parents=True)
+    shutil.copy(default_prompts_dir() / "en" / "8000" / "greeting.wav", audio / "hello.wav")
+    (audio / "junk.wav").write_bytes(b"not audio at all")
+    path = _write(tmp_path, '[scenario]\nlanguage = "en"\nstart = "a"\naudio_dir = "audio"\n'
+                            '[steps.a]\nprompt = "hello.wav"\nnext = "b"\n'
+                            '[steps.b]\nprompt = "junk.wav"\ndisposition = "done"\n')
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    text = str(info.value)
+    assert "steps.a.prompt: " in text
+    assert "is 8000 Hz with 1 channel(s); prompts under 16000/ must be mono 16000 Hz" in text
+    assert "steps.b.prompt: " in text and "is not a readable audio file" in text
+
+
+def test_timeline_dates_each_clock_in_call_seconds_and_robot_rows_never_before_their_cause():
+    from robot.timeline import Timeline
+
+    wall = [99.9]
+    tl = Timeline(speed=10.0, clock=lambda: wall[0])
+    answer_us = 1_700_000_000_000_000
+    tl.add("robot", "originate")
+    assert tl.rows()[0]["t"] is None  # nothing to date it by before the answer
+    wall[0] = 100.0
+    tl.mark_answer(answer_us)
+    tl.add("switch", "CHANNEL_ANSWER", switch_us=answer_us)
+    wall[0] = 100.1  # 0.1 s of wall = 1 s of call time at speed 10
+    tl.add("switch", "PLAYBACK_START", switch_us=answer_us + 300_000)
+    tl.stream_offset_s = 0.05
+    tl.add("audio", "barge_in", stream_t=2.95)
+    wall[0] = 100.2  # the robot's estimate: 0.3 + 0.1 * 10 = 1.3 s, but it acted on the 3.0 s barge-in
+    tl.add("robot", "uuid_break")
+    rows = tl.rows()
+    assert [r["t"] for r in rows] == [-1.0, 0.0, 0.3, 3.0, 3.0]
+    assert rows[3]["stream_t"] == 2.95 and rows[0]["source"] == "robot"
+    tl.stream_offset_s = 0.1  # re-based later (simswitch truth): audio rows move, the floor follows
+    assert [r["t"] for r in tl.rows()][3:] == [3.05, 3.05]
+    with pytest.raises(ValueError, match="timeline source"):
+        tl.add("elsewhere", "x")

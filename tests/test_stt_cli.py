@@ -1,0 +1,30 @@
+"""``callbot stt-bench``: a short real run prints the JSON report; bad flags are clear errors."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from stt_model import shared_engine
+
+from callbot.cli import main
+
+
+def test_stt_bench_prints_one_json_report() -> None:
+    shared_engine()  # skips, saying why, when the model is unavailable
+    result = CliRunner().invoke(main, ["stt-bench", "--json", "--streams", "2", "--duration", "3",
+                                       "--fixtures", "short_yes"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    (level,) = report["levels"]
+    assert level["streams"] == 2 and level["audio_s"] == 12.0  # 2 streams x one 6 s fixture
+    assert level["segments"] == 2 and level["finals"] == 2 and level["finals_lost"] == 0
+    assert set(level["final_latency_ms"]) == {"p50", "p95", "max"} and level["final_latency_ms"]["p95"] > 0
+    assert level["rtf"] > 0 and level["cpu_s_per_audio_s"] > 0
+
+
+def test_stt_bench_rejects_bad_levels_and_unknown_fixtures() -> None:
+    result = CliRunner().invoke(main, ["stt-bench", "--streams", "four"])
+    assert result.exit_code == 2 and "expected numbers like 1,4,8,16" in result.output
+    result = CliRunner().invoke(main, ["stt-bench", "--streams", "1", "--fixtures", "nope"])
+    assert result.exit_code == 1 and "no fixture" in result.output and "long_reply" in result.output
