@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from audio_server.amd import AmdDetector
 from audio_server.bargein import BargeInDetector
-from audio_server.events import AudioEvent
+from audio_server.beep import BeepDetector
+from audio_server.events import AudioEvent, Final, Partial
 from audio_server.frames import Frame
 from audio_server.reframer import Reframer
 from audio_server.segmenter import Segmenter, SegmenterStep
@@ -41,6 +43,8 @@ class StreamPipeline:
         self.vad = Vad(params.rate, vad)
         self.segmenter = Segmenter(params.rate, vad)
         self.bargein = BargeInDetector(params.min_speech_ms, params.bridge_ms)
+        self.amd = AmdDetector(params.amd)  # beside barge-in, never in front of it
+        self.beep = BeepDetector(settings.amd)
 
     @property
     def stream_time(self) -> float:
@@ -56,13 +60,20 @@ class StreamPipeline:
             out.frames.append(frame)
             out.decisions.append(decision)
             self._after_segmenter(step, out)
+            out.events.extend(self.amd.feed(decision))
+            out.events.extend(self.beep.feed(frame))
         return out
 
     def flush(self) -> PipelineOutput:
         """End of stream: close an open segment (a partial last frame is dropped)."""
         out = PipelineOutput()
         self._after_segmenter(self.segmenter.flush(), out)
+        out.events.extend(self.beep.flush())
         return out
+
+    def on_transcript(self, event: Partial | Final) -> list[AudioEvent]:
+        """STT's partials and finals as AMD hints, dated by the stream time they arrive at."""
+        return list(self.amd.on_transcript(event.text, self.stream_time, isinstance(event, Final)))
 
     def _after_segmenter(self, step: SegmenterStep, out: PipelineOutput) -> None:
         out.segment_items.extend(step.items)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hmac
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
+from audio_server.amd import QUERY_KEYS, AmdParams
 from callbot.config import Settings
 
 STREAM_PREFIX = "/stream/"
@@ -37,12 +38,13 @@ class StreamParams:
     rate: int
     min_speech_ms: int
     bridge_ms: int
+    amd: AmdParams = field(default_factory=AmdParams)  # amd=on|off, amd_<mod_amd name>=<ms>: AmdParams.from_query
 
     @classmethod
     def defaults(cls, call: str, settings: Settings) -> "StreamParams":
         """Parameters for ``call`` when the URL gives none (used by tests and the bench)."""
         return cls(call=call, rate=16000, min_speech_ms=settings.bargein.min_speech_ms,
-                   bridge_ms=settings.bargein.bridge_ms)
+                   bridge_ms=settings.bargein.bridge_ms, amd=AmdParams(settings.amd))
 
 
 def _int(text: str) -> int:
@@ -118,20 +120,24 @@ def parse_stream_request(target: str, settings: Settings,
     call = parse_call_uuid(parts.path[len(STREAM_PREFIX):])
     try:
         pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
-                          max_num_fields=len(QUERY_PARAMS) + len(AUTH_KEYS))
+                          max_num_fields=len(QUERY_PARAMS) + len(AUTH_KEYS) + len(QUERY_KEYS))
     except ValueError as exc:
         raise StreamRequestError(400, f"malformed query string: {exc}") from None
     values: dict[str, object] = {}
     auth: dict[str, str] = {}
+    amd_query: dict[str, str] = {}
     for key, text in pairs:
-        if key in values or key in auth:
+        if key in values or key in auth or key in amd_query:
             raise StreamRequestError(400, f"query parameter {key!r} is given twice")
         if key in AUTH_KEYS:
             auth[key] = text
             continue
+        if key in QUERY_KEYS:
+            amd_query[key] = text
+            continue
         parser = QUERY_PARAMS.get(key)
         if parser is None:
-            known = ", ".join([*QUERY_PARAMS, *AUTH_KEYS])
+            known = ", ".join([*QUERY_PARAMS, *AUTH_KEYS, *QUERY_KEYS])
             raise StreamRequestError(400, f"unknown query parameter {key[:40]!r}; known: {known}")
         try:
             values[key] = parser(text)
@@ -139,4 +145,8 @@ def parse_stream_request(target: str, settings: Settings,
             raise StreamRequestError(400, f"query parameter {key}={text[:40]!r}: {exc}") from None
     check_token(settings.audio_server.token, auth.get("token"),
                 (headers or {}).get("Authorization"))
+    try:
+        values["amd"] = AmdParams.from_query(amd_query, settings.amd)
+    except ValueError as exc:
+        raise StreamRequestError(400, str(exc)) from None
     return dataclasses.replace(StreamParams.defaults(call, settings), **values)

@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 READ_CHUNK = 65536
 
 
-def _set_keepalive(sock: gevent.socket.socket, idle_s: float) -> None:
-    """TCP keepalive, so a switch that vanished without a FIN (host down, cable cut) ends the connection."""
+def _tune_socket(sock: gevent.socket.socket, idle_s: float) -> None:
+    """No Nagle delay (a uuid_break must leave at once); TCP keepalive, so a switch that vanished
+    without a FIN (host down, cable cut) ends the connection."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the OS defaults apply
         idle = max(1, int(idle_s))
@@ -119,7 +121,7 @@ class EslClient(InboundESL):
         except OSError as exc:
             raise EslConnectError(f"cannot reach the Event Socket at {where}: {exc}") from None
         sock.settimeout(None)
-        _set_keepalive(sock, self.settings.keepalive_s)
+        _tune_socket(sock, self.settings.keepalive_s)
         self.sock, self.connected, self.ready = sock, True, False
         self._auth_event, self._rejected = Event(), None
         gevent.spawn(self._read_loop, sock)  # ends by itself when the socket closes
@@ -235,7 +237,10 @@ class EslClient(InboundESL):
         self.sock = None
         if not was_ready:
             return
-        log.warning("esl connection lost", extra={"reason": reason, "calls": len(self.router)})
+        if self._stopping:
+            log.info("esl connection closed", extra={"reason": reason})
+        else:
+            log.warning("esl connection lost", extra={"reason": reason, "calls": len(self.router)})
         self._dropped_at = time.monotonic()
         self._fail_jobs(EslDisconnected(f"ESL connection lost ({reason}) before the job finished; "
                                         "the call's route gets ESL_RECONNECTED or CHANNEL_GONE after reconnecting"))

@@ -36,10 +36,11 @@ class SimClock:
         return max(0.0, (virtual_t - self.now()) / self.speed)
 
     async def sleep_until(self, virtual_t: float) -> None:
-        """Sleep until the virtual deadline; absolute, so repeated use never drifts."""
-        delay = self.wall_delay(virtual_t)
-        if delay > 0:
-            await asyncio.sleep(delay)
+        """Sleep until the virtual deadline; absolute, so repeated use never drifts.
+
+        Always yields to the loop, even when the deadline has passed, so a late media tick
+        catching up never starves the sockets."""
+        await asyncio.sleep(self.wall_delay(virtual_t))
 
     async def sleep(self, virtual_s: float) -> None:
         """Sleep for a virtual duration."""

@@ -83,7 +83,9 @@ def test_stream_command_prints_events_as_json_lines() -> None:
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stderr
         events = [parse_event(line)[1] for line in out.stdout.splitlines()]
-        assert [e.type for e in events] == ["speech_started", "barge_in", "speech_stopped", "error"]
+        # AMD decides once, beside the barge-in path (the long reply starts late: notsure/TOOLONG).
+        assert [e.type for e in events if e.type != "amd"] == ["speech_started", "barge_in", "speech_stopped", "error"]
+        assert [e.type for e in events].count("amd") == 1
         assert "1008 idle_timeout" in out.stderr
     finally:
         proc.terminate()

@@ -19,10 +19,11 @@ SETTINGS = Settings()
 
 
 def _events(samples: np.ndarray) -> list[AudioEvent]:
+    """The speech events only: the AMD verdict on a noise-only stream (notsure) is not speech."""
     pipeline = StreamPipeline(StreamParams.defaults("7d3c52a6-1f5e-4a43-9d63-0c1f2f3b9a10", SETTINGS), SETTINGS)
     data = samples.astype("<i2").tobytes()
     events = [e for i in range(0, len(data), 640) for e in pipeline.feed(data[i:i + 640]).events]
-    return events + pipeline.flush().events
+    return [e for e in events + pipeline.flush().events if e.type != "amd"]
 
 
 def _floor(seconds: float, rng: np.random.Generator) -> np.ndarray:

@@ -264,9 +264,10 @@ def _try(fn, *args):
     return None
 
 
-def test_tcp_keepalive_is_set_from_settings(switch, client_for):
+def test_no_nagle_and_tcp_keepalive_from_settings(switch, client_for):
     client = client_for(keepalive_s=9.0)
     sock = client.sock
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
     assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
     if hasattr(socket, "TCP_KEEPIDLE"):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 9
