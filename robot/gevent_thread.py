@@ -34,6 +34,7 @@ class GeventThread:
         self._thread: threading.Thread | None = None
         self._watcher: Any = None
         self._closing = False
+        self._running: set[concurrent.futures.Future] = set()
 
     def start(self, timeout: float = 5.0) -> None:
         """Start the thread and wait until its hub accepts work."""
@@ -63,7 +64,7 @@ class GeventThread:
         return self.submit(fn, *args, **kwargs).result(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Let running greenlets be, end the hub loop and join the thread."""
+        """End the hub loop and join the thread; work still running fails with RuntimeError (stop clients first)."""
         if self._thread is None or self._closing:
             return
         self._closing = True
@@ -78,6 +79,9 @@ class GeventThread:
         self._watcher.start(self._drain)
         self._ready.set()
         done.wait()
+        for future in list(self._running):
+            if not future.done():
+                future.set_exception(RuntimeError(f"GeventThread {self.name!r} stopped before this finished"))
         self._watcher.close()
         hub.destroy(destroy_loop=True)
 
@@ -87,12 +91,16 @@ class GeventThread:
                 fn, args, kwargs, future = self._inbox.get_nowait()
             except queue.Empty:
                 break
+            self._running.add(future)
+            future.add_done_callback(self._running.discard)
             gevent.spawn(self._run_one, fn, args, kwargs, future)
         if self._closing:
             self._done.set()
 
     @staticmethod
     def _run_one(fn: Callable[..., Any], args: tuple, kwargs: dict, future: concurrent.futures.Future) -> None:
+        if future.done():
+            return
         if not future.set_running_or_notify_cancel():
             return
         try:

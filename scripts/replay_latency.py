@@ -38,7 +38,8 @@ def main() -> None:
     q = statistics.quantiles(flat, n=20, method="inclusive") if len(flat) > 1 else flat * 19
     wall_s = round(time.monotonic() - started, 1)
     print(json.dumps({"speed": args.speed, "runs": args.runs, "n": len(flat), "wall_s": wall_s,
-                      "latency_ms": {"min": flat[0], "p50": statistics.median(flat), "p95": q[18], "max": flat[-1]},
+                      "latency_ms": {"min": flat[0], "p50": round(statistics.median(flat), 1), "p95": round(q[18], 1),
+                                     "max": flat[-1]},
                       "samples": samples}, indent=1))
 
 

@@ -26,7 +26,8 @@ MIN_SPEECH_S, BRIDGE_S = 1.5, 0.3
 
 def server_settings(**overrides: object) -> Settings:
     # A short idle timeout ends each stream soon after its last message, with every event delivered.
-    return Settings().replace(**{"audio_server.idle_timeout_s": 0.6, **overrides})
+    # No Whisper model here: these tests are about barge-in; tests/test_stt_server.py covers transcripts.
+    return Settings().replace(**{"audio_server.idle_timeout_s": 0.6, "stt.enabled": False, **overrides})
 
 
 @contextlib.asynccontextmanager

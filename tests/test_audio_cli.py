@@ -27,7 +27,7 @@ CALLBOT = [sys.executable, "-c", "from callbot.cli import main; main()"]  # the 
 
 def _start_server(*args: str) -> tuple[subprocess.Popen, int]:
     """``callbot --log-json audio-server --port 0 ...`` in a subprocess; the port comes from its log."""
-    proc = subprocess.Popen([*CALLBOT, "--log-json", "audio-server", "--port", "0", *args],
+    proc = subprocess.Popen([*CALLBOT, "--log-json", "audio-server", "--port", "0", "--no-stt", *args],
                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stderr is not None
     for line in proc.stderr:

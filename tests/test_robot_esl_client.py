@@ -62,7 +62,7 @@ def test_real_call_capture_bodies_routing_and_replies():
         routed, others = [], []
         client.route(CALL, routed.append)
         client.register_handle("*", others.append)
-        job, result = client.bgapi_async(originate_command(CALL, "loopback/callee/default",
+        _, result = client.bgapi_async(originate_command(CALL, "loopback/callee/default",
                                                            {"ignore_early_media": True}, stream_variables=False))
         assert result.get(timeout=3) == f"+OK {CALL}\n"
         url = f"ws://127.0.0.1:8090/stream/{CALL}"
@@ -210,11 +210,15 @@ def test_drop_fails_pending_then_reconnects_resubscribes_and_reconciles(switch, 
     client.on_reconnect.append(lambda: reconnected.append(True))
     client.route(gone, seen[gone].append)
     client.route(alive, seen[alive].append)
+    switch.jobs["originate"] = None  # the job never finishes before the drop
+    _, job = client.bgapi_async(originate_command(alive, "loopback/x/default"), timeout=5)
     waiting = gevent.spawn(client.api, "hang", timeout=5)
     gevent.sleep(0.05)
     switch.drop()
     with pytest.raises(EslDisconnected):
         waiting.get(timeout=1)  # failed at once, not after its 5 s timeout
+    with pytest.raises(EslDisconnected, match="ESL_RECONNECTED or CHANNEL_GONE"):
+        job.get(timeout=1)
     wait_until(lambda: reconnected and len(seen[gone]) == 2 and len(seen[alive]) == 2)
     second = switch.commands[1]
     assert second[0] == "auth ClueCon" and second[1].startswith("event plain ")

@@ -65,3 +65,13 @@ def _wait(future, timeout: float = 5.0):
         while not future.done():
             gevent.sleep(0.005)
     return future.result()
+
+
+def test_stop_fails_work_still_running_instead_of_leaving_it_hanging():
+    robot = GeventThread("robot-stop")
+    robot.start()
+    slow = robot.submit(gevent.sleep, 30)
+    robot.call(lambda: None, timeout=5)  # the sleep has started by now
+    robot.stop()
+    with pytest.raises(RuntimeError, match="stopped before this finished"):
+        slow.result(timeout=1)
