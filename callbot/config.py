@@ -205,6 +205,8 @@ class RobotSettings:
     beep_wait_s: float = 20.0  # on a machine, how long to wait for the beep before leaving the message anyway
     hangup_wait_s: float = 5.0  # after uuid_kill, wait this long for CHANNEL_HANGUP
     max_reply_s: float = 30.0  # a reply still going after this long is cut off and judged as heard so far
+    replay_stt_partials: bool = False  # replays feed STT N x faster: finals only (robot uses none)
+    replay_stt_cpu_threads: int = 1  # ... and leave a core to the barge-in path
     act_on_amd: bool = False  # AMD hook: False = every answered call is treated as human (a verdict is only reported)
     queue_max: int = 256  # per-call event queue (barge-in and hangup jump ahead; others are capped)
     speed: float = 1.0  # the switch's clock rate (replays): robot waits are divided by it

@@ -85,7 +85,7 @@ class CallSession:
                 pass
             except Exception as exc:  # ESL errors and bugs: record them, hang up, never leave a call open
                 log.exception("call failed", extra={"call_uuid": self.uuid})
-                self._flag("error", error=f"{type(exc).__name__}: {exc}")
+                self.flag("error", error=f"{type(exc).__name__}: {exc}")
                 self.record.disposition = self.record.disposition or "error"
                 self._try_hang_up()
         finally:
@@ -148,7 +148,7 @@ class CallSession:
             raise RuntimeError(f"uuid_broadcast of {step.prompt} refused: {reply.strip()}")
         if not self._wait(lambda: self.playing is not None and self.playing.stopped,
                           step.duration_s + PLAYBACK_MARGIN_S):
-            self._flag("playback_timeout", step=step.name)
+            self.flag("playback_timeout", step=step.name)
         barged = self.playing.break_sent
         self.playing = None
         return barged
@@ -204,14 +204,14 @@ class CallSession:
         self._go(CallState.HANGING_UP, cause)
         self._api(kill_command(self.uuid), what="kill")
         if not self._wait(lambda: False, self.cfg.hangup_wait_s):
-            self._flag("no_hangup_event", note=f"no CHANNEL_HANGUP {self.cfg.hangup_wait_s} s after uuid_kill")
+            self.flag("no_hangup_event", note=f"no CHANNEL_HANGUP {self.cfg.hangup_wait_s} s after uuid_kill")
 
     def _try_hang_up(self) -> None:
         if self.sm.live or self.sm.state is CallState.HANGING_UP:
             try:
                 self.switch.api(kill_command(self.uuid), timeout=self.settings.esl.command_timeout_s)
             except Exception as exc:  # the switch may be gone too; the record says so
-                self._flag("hangup_failed", error=str(exc))
+                self.flag("hangup_failed", error=str(exc))
 
     def _finish(self) -> None:
         for timer in self._timers:
@@ -256,7 +256,7 @@ class CallSession:
             event, problem = item.data
             self._switch_row(event, "audio_text_ignored", problem=problem, body=(event.body or "")[:200])
         elif item.kind == "no_audio_check" and not self.audio_seen and self.stream_up:
-            self._flag("stream_no_audio_events", seconds=self.cfg.no_audio_flag_s,
+            self.flag("stream_no_audio_events", seconds=self.cfg.no_audio_flag_s,
                        note="connected, but no audio event yet: no audio reached the server, or the caller is silent")
 
     def _on_audio(self, event: AudioEvent) -> None:
@@ -269,7 +269,7 @@ class CallSession:
         elif kind == "beep":
             self._beeped = True
         elif kind == "error":
-            self._flag("audio_server_error", code=event.code)  # type: ignore[attr-defined]
+            self.flag("audio_server_error", code=event.code)  # type: ignore[attr-defined]
 
     def _on_amd(self, result: str) -> None:
         """Record the detector's verdict (the first one counts); act on it only with robot.act_on_amd."""
@@ -312,12 +312,12 @@ class CallSession:
         elif key in ("mod_audio_stream::error", "mod_audio_stream::disconnect"):
             self.stream_up = False
             self._switch_row(event, key, body=event.body)
-            self._flag("audio_stream_lost" if self.audio_seen else "audio_unreachable",
+            self.flag("audio_stream_lost" if self.audio_seen else "audio_unreachable",
                        note="the call goes on without barge-in", body=event.body)
             return
         elif key in ("ESL_DISCONNECTED", "ESL_RECONNECTED"):
             self._esl_back = key == "ESL_RECONNECTED"
-            self._flag(key.lower(), **{k: v for k, v in event.headers if k in ("Reason", "Outage-Seconds")})
+            self.flag(key.lower(), **{k: v for k, v in event.headers if k in ("Reason", "Outage-Seconds")})
             return
         self._switch_row(event, key)
 
@@ -327,7 +327,7 @@ class CallSession:
             self.record.hangup_by = "robot"
         elif event.name == "CHANNEL_GONE":
             self.record.hangup_by = "switch"
-            self._flag("ended_during_esl_outage")
+            self.flag("ended_during_esl_outage")
         else:
             self.record.hangup_by = "callee" if self.answered else "switch"
         if not self.answered and self.record.disposition is None:
@@ -375,7 +375,7 @@ class CallSession:
 
     def _start_stream(self) -> None:
         if not self.audio_url:
-            self._flag("audio_disabled", note="no audio server configured: no barge-in, no transcripts")
+            self.flag("audio_disabled", note="no audio server configured: no barge-in, no transcripts")
             return
         url = stream_url(self.audio_url, self.uuid, self.settings)
         cmd = audio_stream_start_command(self.uuid, url, "mono", "16k" if self.cfg.stream_rate == 16000 else "8k",
@@ -383,7 +383,7 @@ class CallSession:
         reply = self._api(cmd, what="stream_start")
         self._robot("stream_start", url=url.split("token=")[0], reply=reply.strip())
         if not reply.startswith("+OK"):
-            self._flag("audio_unreachable", note="uuid_audio_stream start refused; the call goes on without barge-in")
+            self.flag("audio_unreachable", note="uuid_audio_stream start refused; the call goes on without barge-in")
 
     def _go(self, target: CallState, cause: str) -> None:
         move = self.sm.go(target, cause)
@@ -400,7 +400,8 @@ class CallSession:
     def _switch_row(self, event: EslEvent, type_: str, **fields: Any) -> None:
         self.timeline.add("switch", type_, switch_us=_stamp(event), **fields)
 
-    def _flag(self, name: str, **fields: Any) -> None:
+    def flag(self, name: str, **fields: Any) -> None:
+        """Mark the call (record.flags) and log it to the timeline: something about it needs a look."""
         if name not in self.record.flags:
             self.record.flags.append(name)
         self._robot("flag", flag=name, **fields)

@@ -46,7 +46,7 @@ def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, ch
         session = CallSession(client, scenario, settings, destination, audio_url=audio_base_url(settings),
                               on_entry=on_entry)
         if not audio_ok:
-            session.record.flags.append("audio_server_check_failed")
+            session.flag("audio_server_check_failed", note="/healthz did not answer: expect no barge-in")
         return session.run()
     finally:
         client.stop()

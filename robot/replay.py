@@ -46,6 +46,13 @@ def resolve_fixture(fixture: str) -> Path:
     raise ReplayError(f"fixture {fixture!r} is neither a .wav file nor a bundled fixture; bundled: {names}")
 
 
+def replay_settings(settings: Settings) -> Settings:
+    """Settings for an in-process replay: at speed N, speech recognition has N times more audio per wall
+    second, so it decodes finals only, on fewer threads (robot.replay_stt_*), and the barge-in path keeps a core."""
+    return settings.replace(**{"stt.partials": settings.robot.replay_stt_partials,
+                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads})
+
+
 def load_sidecar(wav: Path) -> dict[str, Any] | None:
     """``NAME.json`` beside ``NAME.wav`` (DESIGN section 5), if there is one."""
     side = wav.with_suffix(".json")
@@ -102,6 +109,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
     if not 0.1 <= speed <= 100:
         raise ReplayError(f"--speed {speed} is outside 0.1..100")
     wav = resolve_fixture(fixture)
+    settings = replay_settings(settings)
     scenario_path = Path(scenario) if scenario else Path(settings.robot.scenario or bundled_scenario())
     sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate, prompts_dir=settings.robot.prompts_dir)
     with _latency_mode(), SimSwitchThread(

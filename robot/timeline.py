@@ -62,7 +62,7 @@ class Timeline:
         self.entries.append(entry)
         if self.on_entry is not None:
             row = self.row(entry, self._live_floor)
-            self._live_floor = row["t"] if row["t"] is not None else self._live_floor
+            self._live_floor = _later(self._live_floor, row["t"])
             self.on_entry(row)
         return entry
 
@@ -89,8 +89,8 @@ class Timeline:
     def row(self, entry: Entry, floor: float | None = None) -> dict[str, Any]:
         """``{t, source, type, ...}`` (DESIGN section 5 ``events``), plus ``stream_t`` for audio rows.
 
-        A robot row is dated no earlier than ``floor``, the row before it: the robot acted on that
-        event, so it cannot have acted before it (its own clock estimate can lag by a few ms x speed).
+        A robot row is dated no earlier than ``floor``, the latest time of the rows before it: the
+        robot acted after those events, whatever its own clock estimate says (it lags by ms x speed).
         """
         t = self.call_time(entry)
         if entry.source == "robot" and t is not None and floor is not None:
@@ -106,5 +106,9 @@ class Timeline:
         floor = None
         for entry in self.entries:
             out.append(self.row(entry, floor))
-            floor = out[-1]["t"] if out[-1]["t"] is not None else floor
+            floor = _later(floor, out[-1]["t"])
         return out
+
+
+def _later(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -245,11 +245,10 @@ class Channel:
                             delivered_t=self.truth.call_time(vt), subclass=sub)
         for kind, prompt in self.prompts.tick(vt):
             getattr(self, f"_prompt_{kind}")(prompt, vt)
-        streaming = stream is not None and stream.bug_attached
-        needs_write = streaming and stream.mix != "mono"  # type: ignore[union-attr]
-        write = self.prompts.write_frame(stream.rate if needs_write else None)  # type: ignore[union-attr]
-        if streaming:
-            assert stream is not None
+        if stream is None or not stream.bug_attached:
+            self.prompts.write_frame(None)  # the prompt plays on, nobody taps it
+        else:
+            write = self.prompts.write_frame(None if stream.mix == "mono" else stream.rate)
             if stream.started_tick is None:
                 stream.started_tick = k
                 self.record("stream_started", vt, mix=stream.mix, rate=stream.rate)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from websockets.asyncio.server import ServerConnection, serve
 
 from callbot.esl_protocol import EslEvent, EslParser, RawMessage, Reply, parse_event, to_reply
 
-FIXTURES = __import__("pathlib").Path(__file__).resolve().parent / "fixtures" / "calls"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "calls"
 
 
 class RawEsl:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from callbot.config import Settings
-from robot.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay
+from robot.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
 from robot.scenario import Scenario, bundled_scenario, load_scenario
 
 SPEED = 10.0
@@ -29,7 +29,7 @@ _reports: dict[str, dict] = {}
 @pytest.fixture(scope="module")
 def audio_port():
     """One audio server for every replay here (with STT, its model then loads once)."""
-    with audio_server_thread(Settings()) as port:
+    with audio_server_thread(replay_settings(Settings())) as port:
         yield port
 
 

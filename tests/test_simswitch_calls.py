@@ -251,3 +251,48 @@ def test_originate_failures_and_callee_hangup():
         assert await c.api(f"uuid_exists {uuid}") == "false"
         await sw.stop()
     run(go())
+
+
+def test_handshake_timeout_and_abnormal_eof_errors():
+    """A server that never answers the upgrade → error 10 "Timeout"; one that drops TCP after it → error 1."""
+    async def go():
+        from callbot.config import SimSwitchSettings
+
+        async def silent(reader, writer):
+            while await reader.read(65536):  # never answers; ends when the client gives up
+                pass
+
+        async def drop_after_upgrade(reader, writer):
+            import hashlib
+            request = await reader.readuntil(b"\r\n\r\n")
+            key = next(l.split(b":", 1)[1].strip() for l in request.split(b"\r\n") if l.startswith(b"Sec-WebSocket-Key:"))
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            await asyncio.sleep(0.05)
+            writer.write_eof()  # TCP FIN, no WebSocket Close (then read on, so the kernel sends no RST)
+            while await reader.read(65536):
+                pass
+
+        sw = SimSwitch(SimSwitchSettings(esl_port=0, speed=SPEED, ws_handshake_timeout_s=0.2))
+        await sw.start()
+        c = await RawEsl.connect(sw.esl_port)
+        await c.command("event plain ALL")
+        s1 = await asyncio.start_server(silent, "127.0.0.1", 0)
+        s2 = await asyncio.start_server(drop_after_upgrade, "127.0.0.1", 0)
+        for server, code, message in [(s1, 10, "Timeout"),
+                                      (s2, 1, "Connection closed without WebSocket CLOSE (abnormal EOF)")]:
+            uuid = await dial(c)
+            port = server.sockets[0].getsockname()[1]
+            await c.api(f"uuid_audio_stream {uuid} start ws://127.0.0.1:{port}/x mono 16k")
+            ev = await c.wait_event(named("mod_audio_stream::error", uuid))
+            assert json.loads(ev.body) == {"status": "error", "message": {"code": code, "error": message}}
+            await c.wait_event(named("MEDIA_BUG_STOP", uuid))
+            assert await c.api(f"uuid_audio_stream {uuid} stop") == "-ERR Operation Failed\n"
+        assert await c.api("hupall") == "+OK hangup all channels with cause MANAGER_REQUEST\n"
+        await c.wait_event(lambda e: e.name == "CHANNEL_HANGUP" and e["Hangup-Cause"] == "MANAGER_REQUEST")
+        assert await c.api("show channels") == "\n0 total.\n"
+        for server in (s1, s2):
+            server.close()
+        await sw.stop()
+    run(go())

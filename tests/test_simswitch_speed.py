@@ -1,7 +1,7 @@
 """The real audio server driven by simswitch makes the same barge-in decisions at --speed 20 as in real time.
 
 Decisions are made on stream time, and the emulator's audio is paced by its (virtual) media tick,
-so every audio event (type, stream time, fields) must be identical at both speeds. The stream is
+so every speech and barge-in event (type, stream time, fields) must be identical at both speeds. The stream is
 attached while the call rings, so its sample 0 is call time 0 at both speeds.
 """
 
@@ -20,6 +20,7 @@ from simswitch_testkit import FIXTURES, RawEsl, named
 server_mod = pytest.importorskip("audio_server.server", reason="the audio server is not in the tree yet")
 VOICE = FIXTURES / "long_reply.wav"  # speech 1.51–5.72 s: a barge-in is due near 3.0 s
 PROMPT = FIXTURES / "long_reply_8k.wav"  # 8 s: long enough to be interrupted
+DECISIONS = {"speech_started", "speech_short", "barge_in", "speech_stopped", "stream_gap"}
 pytestmark = pytest.mark.skipif(not (VOICE.exists() and PROMPT.exists()), reason="call fixtures missing")
 
 
@@ -64,7 +65,11 @@ def test_same_barge_in_decisions_at_speed_20_and_real_time():
     fast = asyncio.run(asyncio.wait_for(call_once(20.0), 60))
     real = asyncio.run(asyncio.wait_for(call_once(1.0), 60))
     assert fast["stream_start_s"] == real["stream_start_s"] == 0.0
-    assert fast["events"] == real["events"]
+    # Speech and barge-in decisions depend on stream time only. (STT partials may legitimately be
+    # dropped or merged under load, and AMD may use transcript hints, so those are not compared.)
+    decisions = [e for e in real["events"] if e["type"] in DECISIONS]
+    assert [e for e in fast["events"] if e["type"] in DECISIONS] == decisions
+    assert {e["type"] for e in decisions} >= {"speech_started", "barge_in"}
     barge = [e for e in real["events"] if e["type"] == "barge_in"]
     assert len(barge) == 1 and 1.3 < barge[0]["onset_s"] < 1.8  # the fixture's speech starts at 1.51 s
     for run in (fast, real):
