@@ -43,12 +43,13 @@ def _register() -> None:
     from audio_server.amd_cli import commands as amd_commands
     from audio_server.cli import commands as audio_commands
     from audio_server.stt_cli import commands as stt_commands
+    from robot.bench_cli import commands as bench_commands
     from robot.checks_cli import commands as check_commands
     from robot.cli import commands as robot_commands
     from simswitch.cli import commands as simswitch_commands
 
     for command in [*audio_commands, *amd_commands, *stt_commands, *check_commands, *simswitch_commands,
-                    *robot_commands]:
+                    *robot_commands, *bench_commands]:
         main.add_command(command)
 
 

@@ -182,6 +182,9 @@ class SimSwitchSettings:
     ws_max_message_bytes: int = 1048576  # larger server messages are a protocol error
     bug_buffer_max_s: float = 10.0  # mixed/stereo: callee audio held while nothing is written
     max_wav_s: float = 600.0  # longer fixture or prompt WAVs are refused
+    max_queued_prompts: int = 64  # uuid_broadcast queue per call
+    max_pending_texts: int = 10000  # server text frames waiting for the next media tick, per stream
+    max_finished_calls: int = 10000  # finished calls kept for their ground truth (oldest dropped)
     hostname: str = "simswitch"
 
 
@@ -202,12 +205,14 @@ class RobotSettings:
     final_wait_s: float = 2.0  # after speech stops, wait this long (call time) for its final transcript
     final_wait_min_wall_s: float = 1.5  # ... and at least this long in wall time: STT runs in wall time
     no_audio_flag_s: float = 5.0  # a connected stream with no audio event for this long is flagged
-    beep_wait_s: float = 20.0  # on a machine, how long to wait for the beep before leaving the message anyway
+    beep_wait_s: float = 20.0  # on a machine, the longest wait for the beep (then scenario voicemail.on_no_beep)
+    no_beep_silence_s: float = 2.5  # ... or less: this long quiet after the greeting with no beep = there is none
     hangup_wait_s: float = 5.0  # after uuid_kill, wait this long for CHANNEL_HANGUP
     max_reply_s: float = 30.0  # a reply still going after this long is cut off and judged as heard so far
     replay_stt_partials: bool = False  # replays feed STT N x faster: finals only (robot uses none)
     replay_stt_cpu_threads: int = 1  # ... and leave a core to the barge-in path
-    act_on_amd: bool = False  # AMD hook: False = every answered call is treated as human (a verdict is only reported)
+    act_on_amd: bool = True  # act on the `amd` event (scenario [voicemail]); False = every call is treated as human
+    amd_wait_s: float = 6.0  # after the answer, how long (call time) the AMD step waits for the `amd` event
     queue_max: int = 256  # per-call event queue (barge-in and hangup jump ahead; others are capped)
     speed: float = 1.0  # the switch's clock rate (replays): robot waits are divided by it
 
@@ -218,6 +223,18 @@ class DbSettings:
 
     url: str = "sqlite:///callbot.db"
     write_queue_max: int = 1000  # results waiting for the writer thread
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """`callbot bench`: how many concurrent replayed calls, how fast, and its caps."""
+
+    calls: int = 8  # concurrent calls (fixtures are cycled)
+    speed: float = 10.0  # the switch's clock rate
+    max_calls: int = 200  # --calls beyond this is refused: one robot, one audio server, 2 cores
+    ramp_s: float = 10.0  # --ramp: call starts spread evenly over this many call seconds
+    server_start_timeout_s: float = 60.0  # wall seconds for the audio server process to load its model and listen
+    call_timeout_s: float = 600.0  # wall seconds the whole set of calls may take
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,7 @@ class Settings:
     robot: RobotSettings = field(default_factory=RobotSettings)
     db: DbSettings = field(default_factory=DbSettings)
     simswitch: SimSwitchSettings = field(default_factory=SimSwitchSettings)
+    bench: BenchSettings = field(default_factory=BenchSettings)
 
     def replace(self, **sections: Any) -> "Settings":
         """A copy with whole sections or dotted keys (``{"vad.hangover_ms": 200}``) replaced."""

@@ -98,13 +98,15 @@ def audio_server_thread(settings: Settings) -> Iterator[int]:
 def replay(fixture: str, settings: Settings, *, scenario: str | None = None, speed: float = 10.0,
            audio: bool = True, audio_port: int | None = None, dial_options: dict[str, str] | None = None,
            on_entry: Callable[[dict[str, Any]], None] | None = None,
-           on_client: Callable[[EslClient], None] | None = None) -> dict[str, Any]:
+           on_client: Callable[[EslClient], None] | None = None,
+           on_truth: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run one replayed call and return its report (DESIGN section 5 keys).
 
     ``audio=False`` points the robot at a closed port: the audio server is unreachable, and the
     call must go on without barge-in (a fault test). ``audio_port`` reuses an audio server already
     listening there (tests share one, so its model loads once). ``dial_options`` are simswitch callee options
-    (``{"hangup_after_s": "4"}``, see simswitch.callees).
+    (``{"hangup_after_s": "4"}``, see simswitch.callees). ``on_truth`` gets simswitch's ground truth
+    of the answered call (``CallTruth.as_dict()``: prompts, breaks, stream start).
     """
     if not 0.1 <= speed <= 100:
         raise ReplayError(f"--speed {speed} is outside 0.1..100")
@@ -119,10 +121,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
         else:
             audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
         with audio_ctx as audio_port:
-            run_settings = settings.replace(**{
-                "esl.host": "127.0.0.1", "esl.port": switch.esl_port, "esl.password": SIM_PASSWORD,
-                "audio_server.host": "127.0.0.1", "audio_server.port": audio_port,
-                "audio_server.public_url": f"ws://127.0.0.1:{audio_port}", "robot.speed": speed})
+            run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             robot = GeventThread("robot")
             robot.start()
             try:
@@ -131,10 +130,27 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
                                                 on_entry=on_entry, on_client=on_client, timeout=600)
             finally:
                 robot.stop()
-            truth = switch.truth(record.call_uuid) if record.timeline.answer_us is not None else None
-    return build_report(record, fixture=str(wav.name),
-                        stream_start_s=truth["stream_start_s"] if truth else None,
-                        truth_breaks=truth["breaks"] if truth else None)
+            report, truth = report_with_truth(switch, record, wav.name)
+            if truth is not None and on_truth is not None:
+                on_truth(truth)
+            return report
+
+
+def wired_settings(settings: Settings, esl_port: int, audio_port: int, speed: float) -> Settings:
+    """The robot's settings for a simswitch on ``esl_port`` and an audio server on ``audio_port`` (127.0.0.1)."""
+    return settings.replace(**{
+        "esl.host": "127.0.0.1", "esl.port": esl_port, "esl.password": SIM_PASSWORD,
+        "audio_server.host": "127.0.0.1", "audio_server.port": audio_port,
+        "audio_server.public_url": f"ws://127.0.0.1:{audio_port}", "robot.speed": speed})
+
+
+def report_with_truth(switch: SimSwitchThread, record: CallRecord, fixture: str,
+                      ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The call's report dated by the switch's ground truth (stream start, breaks), and that truth."""
+    truth = switch.truth(record.call_uuid) if record.timeline.answer_us is not None else None
+    report = build_report(record, fixture=fixture, stream_start_s=truth["stream_start_s"] if truth else None,
+                          truth_breaks=truth["breaks"] if truth else None)
+    return report, truth
 
 
 def _closed_port() -> int:

@@ -28,8 +28,10 @@ def _prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _barge_ins(rows: list[dict[str, Any]], offset: float | None, truth_breaks: Sequence[float | None] | None,
                ) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    acted = 0
+    acted = 0  # breaks the robot sent so far (barge-ins and AMD's), in the order the switch got them
     for i, r in enumerate(rows):
+        if r["source"] == "robot" and r["type"] == "amd_break":
+            acted += 1
         if r["source"] != "audio" or r["type"] != "barge_in":
             continue
         nxt = rows[i + 1] if i + 1 < len(rows) else {}
@@ -50,9 +52,19 @@ def _transcripts(rows: list[dict[str, Any]], offset: float | None) -> list[dict[
             for r in rows if r["source"] == "audio" and r["type"] == "final"]
 
 
+def _amd(rows: list[dict[str, Any]], offset: float | None) -> dict[str, Any]:
+    """The detector's verdict (cause, decision in call time) and what the robot did with it."""
+    verdict = next((r for r in rows if r["source"] == "audio" and r["type"] == "amd"), None)
+    acted = next((r for r in rows if r["source"] == "robot" and r["type"] in ("amd_result", "amd_hook")), None)
+    decided = None if verdict is None else round(verdict["decided_at_s"] + (offset or 0.0), 3)
+    return {"amd_cause": verdict and verdict["cause"], "amd_decided_at_s": decided,
+            "amd_action": acted and acted.get("action", "human")}
+
+
 def build_report(record: CallRecord, fixture: str | None = None, stream_start_s: float | None = None,
                  truth_breaks: Sequence[float | None] | None = None) -> dict[str, Any]:
-    """The DESIGN section 5 document, plus ``flags``, ``intents`` and ``hangup`` (what the robot concluded)."""
+    """The DESIGN section 5 document, plus ``amd_cause``, ``amd_decided_at_s`` (call time), ``amd_action``
+    (human | hangup | leave_message | none), ``flags``, ``intents`` and ``hangup`` (what the robot concluded)."""
     timeline = record.timeline
     if stream_start_s is not None:
         timeline.stream_offset_s = stream_start_s
@@ -66,6 +78,7 @@ def build_report(record: CallRecord, fixture: str | None = None, stream_start_s:
         "barge_ins": _barge_ins(rows, timeline.stream_offset_s, truth_breaks),
         "transcripts": _transcripts(rows, timeline.stream_offset_s),
         "events": rows,
+        **_amd(rows, timeline.stream_offset_s),
         "flags": list(record.flags),
         "intents": list(record.replies),
         "hangup": {"by": record.hangup_by, "cause": record.hangup_cause},
@@ -91,7 +104,10 @@ _LINES: dict[str, str] = {
     "CHANNEL_ANSWER": "answered",
     "CHANNEL_HANGUP": "hangup {cause}",
     "CHANNEL_GONE": "channel gone during an ESL outage",
-    "amd": "amd {result} ({cause})",
+    "amd": "amd {result} ({cause}, decided at {decided_at_s} s of stream)",
+    "amd_result": "robot acts on amd {result} ({cause}): {action}",
+    "amd_break": "robot stops {step} for the voicemail ({reply})",
+    "no_beep": "no beep after the greeting: {action}",
     "beep": "beep {freq_hz} Hz",
 }
 
@@ -116,7 +132,8 @@ def render_text(report: dict[str, Any]) -> str:
     lines = [f"call {report['call_uuid']}" + (f"  fixture {report['fixture']}" if report.get("fixture") else "")]
     lines += [line for row in report["events"] if (line := describe(row)) is not None]
     lines.append("")
-    lines.append(f"disposition: {report['disposition']}   amd: {report['amd']}   "
+    lines.append(f"disposition: {report['disposition']}   amd: {report['amd']} ({report.get('amd_cause')}, "
+                 f"{report.get('amd_decided_at_s')} s, {report.get('amd_action')})   "
                  f"hangup: {report['hangup']['by']} ({report['hangup']['cause']})")
     for b in report["barge_ins"]:
         lines.append(f"barge-in: onset {b['speech_onset_s']} s, detected {b['detected_s']} s, "

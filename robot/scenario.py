@@ -14,6 +14,7 @@ its intent, or goes on to ``next``, or ends the call with a ``disposition``::
     on_machine = "leave_message"   # or "hangup"
     message = "voicemail"          # the step to play after the beep
     on_notsure = "human"           # or "machine"
+    on_no_beep = "leave_message"   # no beep once the greeting went quiet: leave it anyway, or "hangup"
     disposition = "voicemail"
 
     [intents]                       # optional extra phrases per intent (yes, no, later, stop)
@@ -84,6 +85,7 @@ class Voicemail:
     message: str | None  # step to play after the beep
     on_notsure: str  # human | machine
     disposition: str
+    on_no_beep: str = "leave_message"  # leave_message | hangup: no beep after the greeting (robot.no_beep_silence_s)
 
 
 @dataclass(frozen=True)
@@ -193,15 +195,19 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path) ->
             c.problems.append(f"steps.{n}: expected a table [steps.{n}]")
 
     vm_raw = c.need(data, "voicemail", dict, "", default={}) or {}
-    c.unknown_keys(vm_raw, {"on_machine", "message", "on_notsure", "disposition"}, "voicemail")
+    c.unknown_keys(vm_raw, {"on_machine", "message", "on_notsure", "on_no_beep", "disposition"},
+                   "voicemail")
     voicemail = Voicemail(
         on_machine=c.need(vm_raw, "on_machine", str, "voicemail", default="hangup"),
         message=c.need(vm_raw, "message", str, "voicemail", default=None),
         on_notsure=c.need(vm_raw, "on_notsure", str, "voicemail", default="human"),
         disposition=c.need(vm_raw, "disposition", str, "voicemail", default="machine"),
+        on_no_beep=c.need(vm_raw, "on_no_beep", str, "voicemail", default="leave_message"),
     )
     if voicemail.on_machine not in MACHINE_ACTIONS:
         c.problems.append(f"voicemail.on_machine: {voicemail.on_machine!r} is not one of {MACHINE_ACTIONS}")
+    if voicemail.on_no_beep not in MACHINE_ACTIONS:
+        c.problems.append(f"voicemail.on_no_beep: {voicemail.on_no_beep!r} is not one of {MACHINE_ACTIONS}")
     if voicemail.on_notsure not in NOTSURE_ACTIONS:
         c.problems.append(f"voicemail.on_notsure: {voicemail.on_notsure!r} is not one of {NOTSURE_ACTIONS}")
     if voicemail.on_machine == "leave_message" and not voicemail.message:

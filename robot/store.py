@@ -56,6 +56,8 @@ class CallAttempt(Base):
     scenario: Mapped[str] = mapped_column(String(200))
     disposition: Mapped[str | None] = mapped_column(String(60), nullable=True)
     amd: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    amd_cause: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    amd_decided_at_s: Mapped[float | None] = mapped_column(Float, nullable=True)  # call time
     hangup_by: Mapped[str | None] = mapped_column(String(20), nullable=True)
     hangup_cause: Mapped[str | None] = mapped_column(String(60), nullable=True)
     flags: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -114,7 +116,8 @@ class Store:
         with Session(self.engine) as s, s.begin():
             attempt = CallAttempt(
                 call_uuid=report["call_uuid"], contact_id=contact_id, destination=destination, scenario=scenario,
-                disposition=report["disposition"], amd=report["amd"], hangup_by=report["hangup"]["by"],
+                disposition=report["disposition"], amd=report["amd"], amd_cause=report.get("amd_cause"),
+                amd_decided_at_s=report.get("amd_decided_at_s"), hangup_by=report["hangup"]["by"],
                 hangup_cause=report["hangup"]["cause"], flags=report["flags"], intents=report["intents"])
             s.add(attempt)
             s.flush()
@@ -133,7 +136,8 @@ class Store:
             if a is None:
                 return None
             return {"call_uuid": a.call_uuid, "destination": a.destination, "disposition": a.disposition,
-                    "amd": a.amd, "hangup_by": a.hangup_by, "flags": a.flags, "intents": a.intents,
+                    "amd": a.amd, "amd_cause": a.amd_cause, "amd_decided_at_s": a.amd_decided_at_s,
+                    "hangup_by": a.hangup_by, "flags": a.flags, "intents": a.intents,
                     "events": [{"t": e.t, "source": e.source, "type": e.type, **e.data} for e in a.events],
                     "transcripts": [{"start_s": t.start_s, "end_s": t.end_s, "text": t.text} for t in a.transcripts]}
 

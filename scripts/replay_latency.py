@@ -1,7 +1,7 @@
 """Barge-in latency at the switch over repeated replays; prints one JSON document.
 
 Usage: python scripts/replay_latency.py [--runs N] [--speed S] [FIXTURE ...]
-Latency = break_at_switch_s - (true onset from the sidecar + 1.5 s), in ms of call time.
+Latency = break_at_switch_s - (true onset + threshold), in ms of call time (robot.bench_score's rule).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import statistics
 import time
 
 from callbot.config import Settings
+from robot.bench_score import barge_in_latency_ms
 from robot.replay import FIXTURES_DIR, load_sidecar, replay
 
 
@@ -26,14 +27,15 @@ def main() -> None:
     names = args.fixtures or sorted(p.stem for p in FIXTURES_DIR.glob("*.wav")
                                     if (load_sidecar(p) or {}).get("expect", {}).get("barge_in"))
     samples: dict[str, list[float]] = {n: [] for n in names}
+    settings = Settings()
+    threshold_s, bridge_s = settings.bargein.min_speech_ms / 1000, settings.bargein.bridge_ms / 1000
     started = time.monotonic()
     for _ in range(args.runs):
         for name in names:
-            report = replay(name, Settings(), speed=args.speed)
-            onset = load_sidecar(FIXTURES_DIR / f"{name}.wav")["speech"][0][0]
-            for b in report["barge_ins"]:
-                if b["break_at_switch_s"] is not None:
-                    samples[name].append(round((b["break_at_switch_s"] - onset - 1.5) * 1000, 1))
+            report = replay(name, settings, speed=args.speed)
+            latency = barge_in_latency_ms(report, load_sidecar(FIXTURES_DIR / f"{name}.wav"), threshold_s, bridge_s)
+            if latency is not None:
+                samples[name].append(latency)
     flat = sorted(x for v in samples.values() for x in v)
     q = statistics.quantiles(flat, n=20, method="inclusive") if len(flat) > 1 else flat * 19
     wall_s = round(time.monotonic() - started, 1)

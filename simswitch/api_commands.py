@@ -49,6 +49,19 @@ def parse_originate_vars(text: str) -> dict[str, str]:
     return out
 
 
+def _closing_brace(text: str) -> int:
+    """Index of the ``}`` that ends a leading ``{vars}`` block, nesting counted (switch_find_end_paren)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
 class ApiCommands:
     """Dispatch ``<cmd> <args>`` to a handler; every handler is async and returns the body."""
 
@@ -115,7 +128,7 @@ class ApiCommands:
         url, app = argv[0], argv[1]
         variables: dict[str, str] = {}
         if url.startswith("{"):
-            end = url.find("}")
+            end = _closing_brace(url)
             if end == -1:
                 return "-ERR INVALID_URL\n"
             variables, url = parse_originate_vars(url[1:end]), url[end + 1:]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from simswitch.ws_client import WsClient
-from simswitch.ws_frames import WsError, WsUrl
+from simswitch.ws_frames import WsError, WsUrl, extra_headers
 
 if TYPE_CHECKING:
     from simswitch.channel import Channel
@@ -37,6 +37,11 @@ log = logging.getLogger(__name__)
 
 _RAW_RATES = {8000: ".r8", 16000: ".r16", 24000: ".r24", 32000: ".r32", 48000: ".r48", 64000: ".r64"}
 _EXT = {"wav": ".wav", "mp3": ".mp3", "ogg": ".ogg", "pcmu": ".ulaw", "pcma": ".alaw"}  # non-raw: UNCONFIRMED
+
+
+def _seconds(value: str | None) -> float:
+    """A positive whole number of seconds, else 0 (off; upstream leaves it undefined when unset)."""
+    return float(value) if value and value.isdigit() and 0 < int(value) <= 3600 else 0.0
 
 
 def _compact(obj: object) -> str:
@@ -66,6 +71,8 @@ class AudioStream:
         self._temp_files: list[str] = []
         self.client = WsClient(url, handshake_timeout=s.ws_handshake_timeout_s, close_timeout=s.ws_close_timeout_s,
                                queue_max=s.ws_queue_max, max_message=s.ws_max_message_bytes,
+                               extra_headers=extra_headers(channel.variables.get("STREAM_EXTRA_HEADERS")),
+                               heartbeat_s=_seconds(channel.variables.get("STREAM_HEART_BEAT")),
                                on_text=self._on_text, on_close=self._on_close, on_error=self._on_error)
         self._task = asyncio.create_task(self._connect())
 
@@ -82,7 +89,7 @@ class AudioStream:
         self.channel.fire_custom("mod_audio_stream::connect", _compact({"status": "connected"}))
 
     def _on_text(self, text: str) -> None:
-        if len(self._texts) < 10000:
+        if len(self._texts) < self.channel.switch.settings.max_pending_texts:
             self._texts.append((self.channel.switch.clock.now(), text))
 
     def _on_close(self, code: int, reason: str) -> None:

@@ -64,7 +64,7 @@ class Channel:
         self.application_data = ""
         self.truth = CallTruth(uuid, now)
         s = switch.settings
-        self.prompts = PromptQueue(max_wav_s=s.max_wav_s)
+        self.prompts = PromptQueue(max_queue=s.max_queued_prompts, max_wav_s=s.max_wav_s)
         self.stream: AudioStream | None = None
         self.result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.speech = self._sidecar_speech(spec.wav)

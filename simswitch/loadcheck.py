@@ -30,12 +30,14 @@ class _Sink:
     def __init__(self) -> None:
         self.bytes = 0
         self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
         request = await reader.readuntil(b"\r\n\r\n")
         key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
                    if line.lower().startswith(b"sec-websocket-key:"))
@@ -130,4 +132,7 @@ def simswitch_load(calls: int, speed: float, seconds: float, fixture: str) -> No
 
 async def _close(sink: _Sink) -> None:
     sink.server.close()
+    for writer in sink.writers:
+        writer.close()
+    await asyncio.sleep(0.05)  # let each connection task see its EOF and end
     await sink.server.wait_closed()

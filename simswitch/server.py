@@ -22,7 +22,6 @@ from simswitch.truth import CallTruth
 
 log = logging.getLogger(__name__)
 
-MAX_FINISHED_CALLS = 10000  # finished calls kept for their truth; the oldest go first
 DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calls"
 
 
@@ -162,7 +161,7 @@ class SimSwitch:
     def on_channel_gone(self, channel: Channel) -> None:
         self.live.pop(channel.uuid, None)
         self._finished.append(channel.uuid)
-        while len(self._finished) > MAX_FINISHED_CALLS:
+        while len(self._finished) > self.settings.max_finished_calls:
             self.calls.pop(self._finished.popleft(), None)
         for conn in list(self.connections):
             conn.on_channel_gone(channel.uuid)

@@ -38,9 +38,13 @@ class WsClient:
 
     def __init__(self, url: WsUrl, *, handshake_timeout: float = 1.0, close_timeout: float = 1.0,
                  queue_max: int = 1024, max_message: int = 1 << 20,
+                 extra_headers: list[tuple[str, str]] | None = None, heartbeat_s: float = 0.0,
                  on_text: Callable[[str], None], on_close: Callable[[int, str], None],
                  on_error: Callable[[int, str], None]) -> None:
         self.url = url
+        self.extra_headers = extra_headers or []
+        self.heartbeat_s = heartbeat_s
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self.state = "connecting"
         self.handshake_timeout = handshake_timeout
         self.close_timeout = close_timeout
@@ -51,6 +55,7 @@ class WsClient:
         self._reader_task: asyncio.Task[None] | None = None
         self._peer_closed = asyncio.Event()
         self.frames_sent = 0
+        self.pings_sent = 0
         self.frames_dropped = 0
 
     async def connect(self) -> None:
@@ -60,7 +65,7 @@ class WsClient:
         try:
             async with asyncio.timeout(self.handshake_timeout):
                 reader, writer = await asyncio.open_connection(self.url.host, self.url.port)
-                request, _key = handshake_request(self.url)
+                request, _key = handshake_request(self.url, self.extra_headers)
                 writer.write(request)
                 response = await reader.readuntil(b"\r\n\r\n")
         except TimeoutError:
@@ -81,6 +86,16 @@ class WsClient:
         while self._queue:  # frames captured during the handshake go first
             self._write(self._queue.popleft())
         self._reader_task = asyncio.create_task(self._read_loop(reader))
+        if self.heartbeat_s > 0:
+            self._heartbeat_task = asyncio.create_task(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        """``STREAM_HEART_BEAT``: a ping with payload "ping" every N (wall) seconds, as libwsc sendPing."""
+        while self.state == "open":
+            await asyncio.sleep(self.heartbeat_s)
+            if self.state == "open":
+                self._write(encode_frame(OP_PING, b"ping"))
+                self.pings_sent += 1
 
     def send_binary(self, payload: bytes) -> None:
         self._send(encode_frame(OP_BINARY, payload))
@@ -133,8 +148,9 @@ class WsClient:
         self.state = "closed"
         if self._writer is not None and not self._writer.is_closing():
             self._writer.close()
-        if self._reader_task is not None and self._reader_task is not asyncio.current_task():
-            self._reader_task.cancel()
+        for task in (self._reader_task, self._heartbeat_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
 
     async def _read_loop(self, reader: asyncio.StreamReader) -> None:
         try:

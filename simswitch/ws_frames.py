@@ -4,6 +4,7 @@ and a parser for what the server sends back."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import struct
@@ -15,6 +16,8 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 ERR_IO, ERR_SERVER_MASKED, ERR_NOT_SUPPORTED, ERR_CONNECT_FAILED, ERR_TIMEOUT, ERR_PROTOCOL = 1, 3, 4, 6, 10, 11
 
 _HOST = re.compile(r"^[A-Za-z0-9.-]+$")
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")  # an HTTP header name
+_CRLF = re.compile(r"[\r\n]")
 
 
 class WsError(Exception):
@@ -60,7 +63,7 @@ def parse_ws_url(url: str) -> WsUrl | None:
     return WsUrl(secure, host, port, full)
 
 
-def handshake_request(url: WsUrl, extra_headers: list[tuple[str, str]] = ()) -> tuple[bytes, str]:  # type: ignore[assignment]
+def handshake_request(url: WsUrl, extra_headers: list[tuple[str, str]] | None = None) -> tuple[bytes, str]:
     """libwsc's upgrade request, byte for byte (no space after the colons); returns it and the key."""
     key = base64.b64encode(os.urandom(16)).decode("ascii")
     lines = [
@@ -72,8 +75,24 @@ def handshake_request(url: WsUrl, extra_headers: list[tuple[str, str]] = ()) -> 
         "Sec-WebSocket-Version:13",
         f"Origin:http://{url.host}:{url.port}",
     ]
-    lines += [f"{k}:{v}" for k, v in extra_headers]
+    lines += [f"{k}:{v}" for k, v in extra_headers or []]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), key
+
+
+def extra_headers(variable: str | None) -> list[tuple[str, str]]:
+    """``STREAM_EXTRA_HEADERS``: a JSON object whose string values become handshake headers.
+
+    Anything else (bad JSON, non-string values, names or values with CR/LF or a colon in the
+    name) is skipped, so no header can be injected."""
+    if not variable:
+        return []
+    try:
+        obj = json.loads(variable)
+    except ValueError:
+        return []
+    if not isinstance(obj, dict):
+        return []
+    return [(k, v) for k, v in obj.items() if isinstance(v, str) and _TOKEN.match(k) and not _CRLF.search(v)]
 
 
 def handshake_ok(response: bytes) -> bool:

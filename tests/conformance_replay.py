@@ -14,14 +14,13 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from callbot.config import SimSwitchSettings
 from callbot.esl_protocol import EslEvent, EslParser, Reply, parse_event, to_reply
 from simswitch import SimSwitch
 from simswitch_testkit import RecordingWsServer
 
-CONFORMANCE = Path("/work/shared/conformance")
+from tests.shared_paths import CONFORMANCE
 SPEED = 10.0
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LOOPBACK = {  # loopback dialplan destinations of the capture → simulated callees with the same outcome

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 from typing import Callable
 
 import gevent
@@ -20,7 +19,7 @@ from callbot.esl_protocol import (
     serialize_event, to_command,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from tests.shared_paths import CONFORMANCE
 REJECTION = b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 import soundfile as sf
@@ -15,7 +14,7 @@ from audio_server.stream_client import stream_url
 
 from audio_testkit import running, server_settings, until_closed
 
-CONFORMANCE = Path("/work/shared/conformance")
+from tests.shared_paths import CONFORMANCE
 CAPTURES = ["02_call_mono16k", "03f_call_mono16k_buffer100ms", "03c_call_mono8k"]
 
 

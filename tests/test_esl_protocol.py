@@ -20,7 +20,7 @@ from callbot.esl_protocol import (
     url_encode,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+from tests.shared_paths import CONFORMANCE
 CAPTURES = sorted(CONFORMANCE.glob("*.rx.bin")) if CONFORMANCE.is_dir() else []
 needs_captures = pytest.mark.skipif(not CAPTURES, reason=f"no conformance captures at {CONFORMANCE}")
 

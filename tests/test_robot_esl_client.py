@@ -180,7 +180,7 @@ def test_uuids_and_lines_are_validated_before_sending(switch, client_for):
 def test_events_routed_by_unique_id_and_a_bad_callback_does_not_stop_dispatch(switch, client_for):
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     client = client_for()
-    got_a, got_b, rest = [], [], []
+    got_a, rest = [], []
 
     def broken(event):
         raise RuntimeError("callback bug")

@@ -166,7 +166,8 @@ def test_barge_in_breaks_the_prompt_at_once_then_the_reply_branches():
     assert rows[i + 1]["type"] == "uuid_break" and rows[i + 1]["queued_ms"] >= 0
     stop = next(r for r in rows if r["type"] == "PLAYBACK_STOP")
     assert stop["status"] == "break" and stop["played_ms"] == 2048
-    assert record.amd is None and "amd_hook" in [r["type"] for r in rows]
+    # robot.act_on_amd (default): AMD runs beside the prompt; this fake switch never sends an amd event
+    assert record.amd is None and "amd_pending" in [r["type"] for r in rows]
     # the stream was started with its configuration in the URL, and the prompt text was sent quoted
     start = sw.commands("uuid_audio_stream")[0]
     assert "/stream/" + record.call_uuid + "?rate=16000&min_speech_ms=1500&bridge_ms=300 mono 16k {" in start
@@ -344,7 +345,9 @@ def test_without_acting_on_amd_a_machine_verdict_is_only_logged():
 
     sw = FakeSwitch(prompt_s=2.0)
     sw.hooks["greeting.wav"] = lambda: sw.say(Amd(t=0.5, result="machine", cause="x", decided_at_s=0.5))
-    record, session = run(sw)
+    session = CallSession(sw, load_scenario(bundled_scenario()), settings().replace(**{"robot.act_on_amd": False}),
+                          "fixture/x.wav", audio_url="ws://127.0.0.1:9/x")
+    record = gevent.spawn(session.run).get(timeout=30)
     assert record.amd == "machine" and record.disposition == "no_reply"  # recorded, not acted on
     assert [r for r in session.timeline.rows() if r["type"] == "amd"][0]["result"] == "machine"
 

@@ -296,3 +296,20 @@ def test_handshake_timeout_and_abnormal_eof_errors():
             server.close()
         await sw.stop()
     run(go())
+
+
+def test_extra_headers_and_heartbeat_from_channel_variables():
+    async def go():
+        sw, c = await session(speed=1.0)
+        async with RecordingWsServer() as ws:
+            uuid = await dial(c, "short_yes", "STREAM_HEART_BEAT=1,STREAM_EXTRA_HEADERS='{\"X-Call\":\"abc\"}'")
+            await c.api(f"uuid_audio_stream {uuid} start {ws.url('/x')} mono 8k")
+            rec = await ws.first()
+            assert rec.request_headers[-1] == ("X-Call", "abc")
+            pong = await asyncio.wait_for(rec.conn.ping(b"srv"), 5)  # the server's pings are answered
+            await asyncio.wait_for(pong, 5)
+            await asyncio.sleep(1.1)  # STREAM_HEART_BEAT=1: one ping a second (wall, like libwsc's timer)
+            assert sw.calls[uuid].stream.client.pings_sent >= 1
+            assert rec.conn.protocol.state.name == "OPEN" and not rec.closed.is_set()
+        await sw.stop()
+    run(go())

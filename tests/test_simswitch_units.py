@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -14,12 +13,15 @@ from simswitch.clock import SimClock
 from simswitch.playback import PromptQueue
 from simswitch.subscriptions import Subscription
 from simswitch.ws_frames import (
-    OP_BINARY, OP_CLOSE, OP_TEXT, WsError, WsFrameParser, encode_frame, handshake_ok, handshake_request,
+    OP_BINARY, OP_CLOSE, OP_TEXT, WsError, WsFrameParser, encode_frame, extra_headers, handshake_ok,
+    handshake_request,
     parse_ws_url,
 )
 from simswitch_testkit import FIXTURES
 
-PROMPT = Path("/work/shared/conformance/audio/prompt.wav")
+from tests.shared_paths import CONFORMANCE
+
+PROMPT = CONFORMANCE / "audio" / "prompt.wav"
 
 
 # ---- the FreeSWITCH argument splitter (cases observed in conformance 03g) ----------------------
@@ -95,6 +97,16 @@ def test_handshake_request_is_colon_no_space():
                    f"Origin:http://127.0.0.1:8090\r\n\r\n").encode()
     assert handshake_ok(b"HTTP/1.1 101 Switching Protocols\r\nSEC-WEBSOCKET-ACCEPT: x\r\n\r\n")
     assert not handshake_ok(b"HTTP/1.1 403 Forbidden\r\n\r\n")
+
+
+def test_extra_headers_only_take_safe_string_values():
+    url = parse_ws_url("ws://h:1/")
+    assert url is not None
+    headers = extra_headers('{"X-Token": "abc", "n": 1, "Bad:Name": "x", "X-Inject": "a\\r\\nHost: evil"}')
+    assert headers == [("X-Token", "abc")]
+    req, _ = handshake_request(url, headers)
+    assert req.endswith(b"Origin:http://h:1\r\nX-Token:abc\r\n\r\n")
+    assert extra_headers("not json") == [] and extra_headers(None) == []
 
 
 @pytest.mark.parametrize("url", ["http://h:1/x", "ws://[::1]:80/", "ws://a_b:1/", "ws://h:x/", "ws://h:1/a b"])
