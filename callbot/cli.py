@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
-from callbot.config import ConfigError, Settings, load_settings
+from callbot.config import ConfigError, Settings, load_settings, to_toml
 from callbot.logs import setup_logging
 
 
@@ -38,6 +36,14 @@ def main(ctx: click.Context, config_path: str | None, log_json: bool, verbose: b
     ctx.obj = CliContext(config_path, log_json, verbose)
 
 
+@main.command("config")
+@click.option("--show-secrets", is_flag=True, help="Print passwords and tokens instead of ***.")
+@click.pass_obj
+def config_command(obj: CliContext, show_secrets: bool) -> None:
+    """Print the effective settings (defaults, then --config file, then CALLBOT_* env) as TOML."""
+    click.echo(to_toml(obj.settings(), redact=not show_secrets))
+
+
 def _register() -> None:
     """Attach each part's commands; imports stay here so `callbot --help` lists them all."""
     from audio_server.amd_cli import commands as amd_commands
@@ -54,6 +60,3 @@ def _register() -> None:
 
 
 _register()
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

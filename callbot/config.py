@@ -372,3 +372,33 @@ def load_settings(
         clean = {k: v for k, v in overrides.items() if v is not None}
         settings = apply_overrides(settings, clean, source="command line")
     return settings
+
+
+SECRET_FIELDS = {"password", "token"}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def to_toml(settings: Settings, redact: bool = True) -> str:
+    """The settings as a TOML file that ``load_settings`` reads back (unset values as comments)."""
+    lines: list[str] = []
+    for section in dataclasses.fields(settings):
+        lines.append(f"[{section.name}]")
+        for f in dataclasses.fields(getattr(settings, section.name)):
+            value = getattr(getattr(settings, section.name), f.name)
+            if value is None:
+                lines.append(f"# {f.name} =  (unset)")
+            elif redact and f.name in SECRET_FIELDS:
+                lines.append(f'{f.name} = "***"')
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)

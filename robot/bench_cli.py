@@ -11,7 +11,8 @@ from callbot.cli import CliContext
 
 
 @click.command("bench")
-@click.option("--calls", type=int, default=None, help="Concurrent calls (default: bench.calls, 8); fixtures are cycled.")
+@click.option("--calls", type=int, default=None,
+              help="Concurrent calls (default: bench.calls, 8); fixtures are cycled.")
 @click.option("--fixtures", "fixtures_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory of WAVs with NAME.json sidecars (default: tests/fixtures/calls).")
 @click.option("--speed", type=float, default=None, help="The switch's clock rate (default: bench.speed, 10).")

@@ -69,8 +69,8 @@ class AudioServerProcess:
 
         boot = f"import sys; sys.setswitchinterval({REPLAY_SWITCH_INTERVAL_S}); from callbot.cli import main; main()"
         self._args = [sys.executable, "-c", boot, *(["--config", config_path] if config_path else []), "--log-json",
-                      "audio-server", "--port", "0", "--metrics-port", "0", "--max-streams", str(max_streams),
-                      *([] if settings.stt.enabled else ["--no-stt"])]
+                      "audio-server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+                      "--max-streams", str(max_streams), *([] if settings.stt.enabled else ["--no-stt"])]
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1",
                      "CALLBOT_STT_PARTIALS": str(settings.stt.partials).lower(),
                      "CALLBOT_STT_CPU_THREADS": str(settings.stt.cpu_threads)}

@@ -88,16 +88,18 @@ def score_call(fixture: str, report: dict[str, Any] | None, truth: dict[str, Any
                sidecar: dict[str, Any], threshold_s: float, bridge_s: float,
                error: str | None = None) -> dict[str, Any]:
     """One row per call: what was expected, what happened at the switch, and its latencies."""
-    expected = bool(sidecar.get("expect", {}).get("barge_in"))
-    row: dict[str, Any] = {"fixture": fixture, "call_uuid": None, "expected_barge_in": expected,
-                           "barge_in": None, "latency_ms": None, "barge_in_relayed_ms": None, "final_latency_ms": [], "finals": 0,
-                           "transcript": "", "disposition": None, "expected_amd": sidecar.get("expect", {}).get("amd"),
-                           "amd": None, "error": error}
+    expect = sidecar.get("expect", {})
+    expected = bool(expect.get("barge_in"))
+    row: dict[str, Any] = {"fixture": fixture, "call_uuid": None, "expected_barge_in": expected, "barge_in": None,
+                           "latency_ms": None, "barge_in_relayed_ms": None, "final_latency_ms": [], "finals": 0,
+                           "transcript": "", "disposition": None, "expected_amd": expect.get("amd"), "amd": None,
+                           "error": error}
     if report is None:
         return row
     speech = sidecar.get("speech", [])
     acted = [b for b in report["barge_ins"] if b["break_at_switch_s"] is not None]
-    row.update(call_uuid=report["call_uuid"], barge_in=bool(acted), disposition=report["disposition"], amd=report["amd"],
+    row.update(call_uuid=report["call_uuid"], barge_in=bool(acted), disposition=report["disposition"],
+               amd=report["amd"],
                latency_ms=barge_in_latency_ms(report, sidecar, threshold_s, bridge_s) if expected else None,
                finals=len(report["transcripts"]),
                transcript=" ".join(t["text"] for t in report["transcripts"]))

@@ -61,7 +61,7 @@ def _run(fixture: Path, port: int, speed: float, scenario: str | None = None) ->
 
 def _prompts(truth: dict[str, Any]) -> list[dict[str, Any]]:
     """The switch's playbacks, with file names instead of paths."""
-    return [{**p, "file": Path(p["file"]).name} for p in _prompts(truth)]
+    return [{**p, "file": Path(p["file"]).name} for p in truth["prompts"]]
 
 
 def _speed(name: str) -> float:
