@@ -56,7 +56,6 @@ class AudioServerSettings:
     handshake_timeout_s: float = 5.0
     send_queue_max: int = 256
     metrics_port: int | None = None
-    log_json: bool = False
 
 
 @dataclass(frozen=True)
