@@ -1,9 +1,10 @@
-"""Replay one fixture WAV through the AMD and beep stages, or through `callbot replay`, into a FixtureOutcome.
+"""Replay one fixture WAV through the AMD and beep stages, or through a whole replayed call, into a FixtureOutcome.
 
 :func:`replay_pipeline` ("pipeline" mode) drives the audio stages directly (WAV → StreamPipeline →
 AmdDetector + BeepDetector), optionally with real Whisper decodes feeding transcript hints;
-there is no switch or robot, so the voicemail prompt is not measured. :func:`replay_via_callbot`
-("replay" mode) runs ``callbot replay`` and also reports where the voicemail prompt started.
+there is no switch or robot, so the voicemail prompt is not measured. :func:`robot_replay`
+("replay" mode) places the call with ``robot.replay.replay`` (simswitch, the audio server and the
+robot acting on AMD, in this process) and also reports where the voicemail prompt started at the switch.
 """
 
 from __future__ import annotations
@@ -11,10 +12,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import heapq
-import json
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -37,8 +34,6 @@ if TYPE_CHECKING:  # loading faster-whisper is slow: only --stt pays for it
     from audio_server.stt_engine import SttEngine
 
 CHUNK_MS = 20  # what mod_audio_stream sends per message
-REPLAY_TIMEOUT_S = 120.0  # one `callbot replay` run
-_RUN_CLI = "import sys; from callbot.cli import main; sys.exit(main())"  # `-m callbot.cli` would import it twice
 
 
 @dataclass
@@ -180,20 +175,23 @@ def outcome_from_replay(doc: Mapping[str, Any]) -> FixtureOutcome:
     return FixtureOutcome(amd=amd, beeps=beeps, prompt_started_s=prompt, barge_in_s=barge_in)
 
 
-def replay_via_callbot(scenario: Path | None, speed: float) -> ReplayFn:
-    """A ReplayFn that runs ``callbot replay WAV --json`` (switch emulator, audio server and robot),
-    with the robot acting on AMD (``robot.act_on_amd``)."""
+def robot_replay(audio_port: int, scenario: Path | None, speed: float) -> ReplayFn:
+    """A ReplayFn that replays the call in this process (``robot.replay.replay``: simswitch, the robot
+    acting on AMD, and the audio server already listening on ``audio_port``, shared by all fixtures).
+    The voicemail prompt's start is the switch's ground truth (when it really started playing)."""
+    from robot.replay import ReplayError, replay  # the robot side is only needed for this mode
 
-    def replay(wav: Path, settings: Settings) -> FixtureOutcome:
-        command = [sys.executable, "-c", _RUN_CLI, "replay", str(wav), "--json", "--speed", str(speed)]
-        if scenario is not None:
-            command += ["--scenario", str(scenario)]
-        env = {**os.environ, "CALLBOT_ROBOT_ACT_ON_AMD": "true"}  # the robot must act on what is measured
-        done = subprocess.run(command, capture_output=True, text=True, timeout=REPLAY_TIMEOUT_S, env=env)
-        if done.returncode != 0:
-            raise FixtureError(f"{wav}: callbot replay failed ({done.returncode}): {done.stderr[-500:]}")
-        return outcome_from_replay(json.loads(done.stdout))
+    def run(wav: Path, settings: Settings) -> FixtureOutcome:
+        truths: list[dict[str, Any]] = []
+        try:
+            doc = replay(str(wav), settings.replace(**{"robot.act_on_amd": True}), speed=speed,
+                         scenario=str(scenario) if scenario else None, audio_port=audio_port, on_truth=truths.append)
+        except ReplayError as exc:
+            raise FixtureError(f"{wav}: {exc}") from None
+        if not truths:
+            raise FixtureError(f"{wav}: the replayed call was not answered (flags {doc.get('flags')})")
+        return outcome_from_replay({**doc, "prompts": truths[0]["prompts"]})
 
-    return replay
+    return run
 
 

@@ -36,6 +36,17 @@ def load_sidecar(wav: Path) -> dict[str, Any]:
     return sidecar
 
 
+def fixture_wavs(directory: Path) -> list[Path]:
+    """Every NAME.wav with a NAME.json sidecar in ``directory``, each sidecar checked; FixtureError if none."""
+    wavs = sorted(p for p in directory.glob("*.wav") if p.with_suffix(".json").exists())
+    if not wavs:
+        raise FixtureError(f"{directory}: no NAME.wav with a NAME.json sidecar; "
+                           "generate some with scripts/make_amd_fixtures.py")
+    for wav in wavs:
+        load_sidecar(wav)
+    return wavs
+
+
 def score_fixture(name: str, sidecar: dict[str, Any], outcome: FixtureOutcome, notsure_as: str) -> dict[str, Any]:
     """One fixture's row: the decision against expect.amd, and the beeps against the sidecar's beep."""
     result = outcome.amd.result if outcome.amd else None
@@ -67,10 +78,7 @@ def score_fixture(name: str, sidecar: dict[str, Any], outcome: FixtureOutcome, n
 def amd_report(directory: Path, settings: Settings, replay: ReplayFn = replay_pipeline,
                mode: str = "pipeline", notsure_as: str = "human") -> dict[str, Any]:
     """Replay every NAME.wav with a sidecar in ``directory`` and summarise; ``notsure`` counts as ``notsure_as``."""
-    wavs = sorted(p for p in directory.glob("*.wav") if p.with_suffix(".json").exists())
-    if not wavs:
-        raise FixtureError(f"{directory}: no NAME.wav with a NAME.json sidecar; "
-                           "generate some with scripts/make_amd_fixtures.py")
+    wavs = fixture_wavs(directory)
     outcomes = [(w.stem, load_sidecar(w), replay(w, settings)) for w in wavs]
     rows = [score_fixture(name, sidecar, outcome, notsure_as) for name, sidecar, outcome in outcomes]
     frames = sum(o.frames for _, _, o in outcomes)
@@ -96,7 +104,7 @@ def amd_report(directory: Path, settings: Settings, replay: ReplayFn = replay_pi
         "cpu_us_per_frame": ({stage: round(1e6 * sum(o.cpu_s[stage] for _, _, o in outcomes) / frames, 1)
                               for stage in ("amd", "beep")} if frames else None),
         "prompt_after_beep_ms": ({"min": min(prompt_offsets), "max": max(prompt_offsets)} if prompt_offsets
-                                 else "not measured: needs the robot (callbot replay)"),
+                                 else "not measured: needs the robot (--via replay)"),
     }
 
 
@@ -104,19 +112,20 @@ def format_report(report: dict[str, Any]) -> str:
     """The report as a table for people."""
     lines = [f"mode: {report['mode']} (notsure counted as {report['notsure_as']})", "",
              f"{'fixture':28} {'expect':8} {'result':8} {'cause':15} {'at_s':>6} {'barge':>6}  {'beep':>13} "
-             f"{'found_t':>8} {'err_ms':>6} {'prompt':>6}"]
+             f"{'found_t':>8} {'err_ms':>6} {'vm_prompt':>9}"]
     for r in report["fixtures"]:
         truth = "-" if not r["beep_expected"] else f"{r['beep_expected'][0]:.2f}-{r['beep_expected'][1]:.2f}"
         found = ",".join(f"{b['t']:.2f}" for b in r["beeps"]) or "-"
         at = "-" if r["decided_at_s"] is None else f"{r['decided_at_s']:.2f}"
         barge = "-" if r["barge_in_s"] is None else f"{r['barge_in_s']:.2f}"
         err = "-" if r["beep_end_error_ms"] is None else str(r["beep_end_error_ms"])
-        prompt = "-" if r["prompt_after_beep_ms"] is None else str(r["prompt_after_beep_ms"])
+        prompt = "-" if r["prompt_started_s"] is None else f"@{r['prompt_started_s']:.2f}"
+        prompt = prompt if r["prompt_after_beep_ms"] is None else f"{r['prompt_after_beep_ms']:+d}ms"
         mark = "" if r["correct"] else "  WRONG"
         finals = [t["text"] for t in r["transcripts"] if t["final"]]
         mark += f"  heard: {' | '.join(finals)[:40]!r}" if finals else ""
         lines.append(f"{r['fixture']:28} {r['expected']:8} {r['result'] or 'none':8} {r['cause'] or '-':15} "
-                     f"{at:>6} {barge:>6}  {truth:>13} {found:>8} {err:>6} {prompt:>6}{mark}")
+                     f"{at:>6} {barge:>6}  {truth:>13} {found:>8} {err:>6} {prompt:>9}{mark}")
     lines += ["", "confusion (rows: expected, columns: decided)",
               f"{'':10}" + "".join(f"{c:>9}" for c in (*RESULTS, "none"))]
     for expected, cols in report["confusion"].items():
@@ -125,6 +134,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines += ["", f"accuracy: {report['accuracy']:.3f}   human decided by: {report['human_decision_max_s']} s",
               f"beeps: {beep['found']}/{beep['expected']} found, {beep['false']} false, "
               f"max end error {beep['max_end_error_ms']} ms",
-              f"voicemail prompt after beep: {report['prompt_after_beep_ms']}",
+              f"voicemail prompt after beep end (ms; vm_prompt: +ms after the beep, or @call time): "
+              f"{report['prompt_after_beep_ms']}",
               f"cpu per 20 ms frame (µs): {report['cpu_us_per_frame']}"]
     return "\n".join(lines)

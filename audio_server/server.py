@@ -177,7 +177,10 @@ class AudioServer:
             response.headers["Content-Type"] = "application/json"
             return response
         try:
-            parse_stream_request(request.path, self.settings, request.headers)
+            params = parse_stream_request(request.path, self.settings, request.headers)
+            problem = self.engine.language_problem(params.lang) if params.lang and self.engine else None
+            if problem:
+                raise StreamRequestError(400, problem)
         except StreamRequestError as exc:
             log.warning("handshake refused", extra={"status": exc.status, "reason": str(exc),
                                                     "path": redact(request.path)[:160]})
@@ -197,7 +200,8 @@ class AudioServer:
         session = StreamSession(params, StreamPipeline(params, self.settings),
                                 Outbox(self.settings.audio_server.send_queue_max))
         if self.engine is not None:
-            session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript)
+            session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript,
+                                                   params.lang)
         sender = asyncio.create_task(_send_outbox(ws, session))
         self.live.add(ws)
         log.info("stream open", extra={"call": params.call, "rate": params.rate, "streams": len(self.live)})

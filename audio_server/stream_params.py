@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -39,6 +40,7 @@ class StreamParams:
     min_speech_ms: int
     bridge_ms: int
     amd: AmdParams = field(default_factory=AmdParams)  # amd=on|off, amd_<mod_amd name>=<ms>: AmdParams.from_query
+    lang: str | None = None  # the callee's language for speech recognition; None: stt.language
 
     @classmethod
     def defaults(cls, call: str, settings: Settings) -> "StreamParams":
@@ -69,11 +71,20 @@ def _rate(text: str) -> int:
     return value
 
 
+def _lang(text: str) -> str:
+    """A short language code (ISO 639-1 or -2, e.g. en, fr); whether the model knows it is checked at the handshake."""
+    value = text.lower()
+    if not re.fullmatch(r"[a-z]{2,3}", value):
+        raise ValueError("must be a short language code such as en or fr")
+    return value
+
+
 # Query key -> parser. Add a key here and a field of the same name to StreamParams.
 QUERY_PARAMS: dict[str, Callable[[str], object]] = {
     "rate": _rate,
     "min_speech_ms": _int_in(100, 60000),
     "bridge_ms": _int_in(0, 5000),
+    "lang": _lang,
 }
 AUTH_KEYS = ("token",)
 

@@ -12,6 +12,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -111,8 +112,7 @@ class SttEngine:
     def __init__(self, settings: SttSettings, metrics: SttMetrics) -> None:
         """Load the model now and warm it, so the first caller does not pay for it; raises SttModelError."""
         from faster_whisper import WhisperModel
-        from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
-        from faster_whisper.transcribe import get_suppressed_tokens
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
 
         self.settings = settings
         self.metrics = metrics
@@ -139,9 +139,10 @@ class SttEngine:
         if not self.model.model.is_multilingual:
             _check_english(where, settings.language)
         self.model_path = where
-        self._tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
-                                    language=settings.language)
-        self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self._codes = frozenset(_LANGUAGE_CODES)
+        self._tokenizers: dict[str, tuple[Any, list[int]]] = {}  # language -> (Tokenizer, suppressed tokens)
+        self._tokenizer_for(settings.language)
         self.decode(DecodeJob("warm-up", 0, 0, "final", 0, np.zeros(MODEL_RATE, np.int16), MODEL_RATE, 0, 1, None, None))
         log.info("stt model ready", extra={"model": where, "load_s": round(time.perf_counter() - started, 3),
                                            "workers": settings.workers, "cpu_threads": settings.cpu_threads})
@@ -153,6 +154,27 @@ class SttEngine:
         self._partial_slots = max(1, settings.workers - 1)
         self._running_partials_by_piece: dict[tuple[str, int, int], tuple[DecodeJob, asyncio.Future]] = {}
         self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stt")
+
+    def language_problem(self, language: str) -> str | None:
+        """Why this model cannot transcribe ``language`` (a stream's ``lang``), or None when it can."""
+        if language not in self._codes:
+            return f"lang={language!r} is not a Whisper language code; use a code such as en, fr, de, es"
+        if not self.multilingual and language != "en":
+            return (f"lang={language!r}, but the speech model {self.model_path} is English-only: a {language!r} "
+                    f"campaign needs a multilingual model; {_INSTALL_MULTILINGUAL} (see docs/stt.md)")
+        self._tokenizer_for(language)  # built here, on the loop, not by racing decode threads
+        return None
+
+    def _tokenizer_for(self, language: str) -> tuple[Any, list[int]]:
+        """The tokenizer (it fixes the language token) and suppressed tokens for ``language``, made once."""
+        found = self._tokenizers.get(language)
+        if found is None:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            tokenizer = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe", language=language)
+            found = self._tokenizers[language] = (tokenizer, get_suppressed_tokens(tokenizer, [-1]))
+        return found
 
     def decode(self, job: DecodeJob) -> DecodeResult:
         """Decode one job now, on the calling thread (thread-safe: the pool calls it).
@@ -172,16 +194,17 @@ class SttEngine:
         used = min(frames, features.shape[1])
         window[0, :, :used] = features[:, :used]
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
-        context = self._tokenizer.encode(" " + job.initial_prompt) if job.initial_prompt else []
-        prompt = self.model.get_prompt(self._tokenizer, context, without_timestamps=True, prefix=job.prefix or None)
+        tokenizer, suppress = self._tokenizer_for(job.language or self.settings.language)
+        context = tokenizer.encode(" " + job.initial_prompt) if job.initial_prompt else []
+        prompt = self.model.get_prompt(tokenizer, context, without_timestamps=True, prefix=job.prefix or None)
         result = self.model.model.generate(
             encoded, [prompt], beam_size=self.settings.beam_size, return_scores=True,
-            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=self._suppress,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=suppress,
             max_length=min(_MAX_TOKENS, len(prompt) + 16 + int(8 * job.audio_s)),  # bounds repetition loops
         )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper reports it
-        text = self._tokenizer.decode(tokens).strip()
+        text = tokenizer.decode(tokens).strip()
         return DecodeResult(text, float(avg_logprob), float(result.no_speech_prob), time.perf_counter() - started)
 
     @property

@@ -27,9 +27,10 @@ class StreamTranscription:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
-    def open(cls, engine: SttEngine, rate: int, call: str, emit: Callable[[AudioEvent], None]) -> "StreamTranscription":
-        """The STT of a new stream at ``rate`` Hz, with the engine's settings."""
-        return cls(SegmentTranscriber(engine.settings, rate, call), engine, emit)
+    def open(cls, engine: SttEngine, rate: int, call: str, emit: Callable[[AudioEvent], None],
+             language: str | None = None) -> "StreamTranscription":
+        """The STT of a new stream at ``rate`` Hz in ``language`` (None: stt.language), with the engine's settings."""
+        return cls(SegmentTranscriber(engine.settings, rate, call, language), engine, emit)
 
     def feed(self, items: Iterable[SegmentItem]) -> None:
         """Segment items from the pipeline, in stream order."""

@@ -51,6 +51,7 @@ class DecodeJob:
     end_s: float
     initial_prompt: str | None
     prefix: str | None
+    language: str | None = None  # the stream's language (URL ``lang``); None: stt.language
 
     @property
     def audio_s(self) -> float:
@@ -116,12 +117,13 @@ class _Piece:
 class SegmentTranscriber:
     """Turns one stream's speech segments into decode jobs, and decode results into partial/final events."""
 
-    def __init__(self, settings: SttSettings, rate: int, stream: str = "") -> None:
+    def __init__(self, settings: SttSettings, rate: int, stream: str = "", language: str | None = None) -> None:
         if rate <= 0:
             raise ValueError(f"stream {stream!r}: sample rate must be positive, got {rate}")
         self.settings = settings
         self.rate = rate
         self.stream = stream
+        self.language = language
         self.filter = TextFilter.from_phrases(
             settings.no_speech_threshold, settings.logprob_threshold, settings.min_avg_logprob, settings.hallucinations
         )
@@ -275,7 +277,7 @@ class SegmentTranscriber:
         self._seq += 1
         return DecodeJob(
             self.stream, piece.segment_id, piece.piece, kind, self._seq, piece.audio().copy(), self.rate,
-            piece.start_s, end_s, self._prompt, piece.agreement.text or None,
+            piece.start_s, end_s, self._prompt, piece.agreement.text or None, self.language,
         )
 
     def _piece_end_s(self, piece: _Piece) -> float:

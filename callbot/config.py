@@ -229,7 +229,9 @@ class BenchSettings:
     """`callbot bench`: how many concurrent replayed calls, how fast, and its caps."""
 
     calls: int = 8  # concurrent calls (fixtures are cycled)
-    speed: float = 10.0  # the switch's clock rate
+    speed: float = 1.0  # the switch's clock rate. Real time by default: at speed N the audio server
+    # carries N× the audio of N calls, and every wall ms of the robot counts N× in call time, so
+    # latencies measured fast are a stress figure, not the product's.
     max_calls: int = 200  # --calls beyond this is refused: one robot, one audio server, 2 cores
     ramp_s: float = 10.0  # --ramp: call starts spread evenly over this many call seconds
     server_start_timeout_s: float = 60.0  # wall seconds for the audio server process to load its model and listen

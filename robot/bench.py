@@ -152,8 +152,8 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
         "stt_final_latency_wall_ms": {k: None if v is None else round(v / speed, 1)
                                       for k, v in scored["stt"]["final_latency_ms"].items()},
         # the audio server's share of the barge-in latency: its barge_in event's ::json at the switch
-        "barge_in_relayed_ms": percentiles([r["barge_in_relayed_ms"] for r in rows
-                                            if r["barge_in_relayed_ms"] is not None], (50, 95, 100)),
+        "barge_in_relayed_ms": percentiles([r["barge_in_path_ms"]["relayed"] for r in rows
+                                            if r["barge_in_path_ms"] is not None], (50, 95, 100)),
         "ramp_s": cfg.ramp_s if ramp else 0.0,
         "failed": sum(r["error"] is not None for r in rows),
         "amd_mismatches": scored["amd_mismatches"],  # calls whose amd verdict is not the sidecar's expect.amd

@@ -41,9 +41,10 @@ def barge_in_latency_ms(report: dict[str, Any], sidecar: dict[str, Any], thresho
     return round((breaks[0] - (onset + threshold_s)) * 1000, 1)
 
 
-def relayed(truth: dict[str, Any], kind: type[E]) -> list[tuple[E, float]]:
-    """Each audio event of ``kind`` the switch relayed as ``mod_audio_stream::json``, with the call time it did so."""
-    out: list[tuple[E, float]] = []
+def relayed(truth: dict[str, Any], kind: type[E]) -> list[tuple[E, dict[str, Any]]]:
+    """Each audio event of ``kind`` the switch relayed as ``mod_audio_stream::json``, with its truth entry
+    (``t``: relayed as an ESL event; ``arrived_t``: its text frame reached the switch's WebSocket)."""
+    out: list[tuple[E, dict[str, Any]]] = []
     for e in truth.get("entries", []):
         if e["kind"] == "stream_text" and e["subclass"] == "mod_audio_stream::json" and e["t"] is not None:
             try:
@@ -51,19 +52,28 @@ def relayed(truth: dict[str, Any], kind: type[E]) -> list[tuple[E, float]]:
             except EventParseError:
                 continue  # not an audio event: counted by the robot as audio_text_ignored, not a final
             if isinstance(event, kind):
-                out.append((event, e["t"]))
+                out.append((event, e))
     return out
 
 
-def barge_in_relayed_ms(truth: dict[str, Any], sidecar: dict[str, Any], threshold_s: float,
-                        bridge_s: float) -> float | None:
-    """When the first ``barge_in`` event reached the switch (its ``::json``), in ms after true onset +
-    threshold: the audio server's share of the latency; the rest, up to the break, is the robot's."""
+def barge_in_path_ms(truth: dict[str, Any], sidecar: dict[str, Any], threshold_s: float,
+                     bridge_s: float) -> dict[str, float | None] | None:
+    """Where the latency goes, each in ms after true onset + threshold, for the call's first ``barge_in``:
+    ``decided`` (the detector's stream-time decision: load-free), ``arrived`` (its text frame reached
+    the switch: the audio server's wall lag), ``relayed`` (the switch's ``::json``, on a media tick).
+    The rest, up to ``break_at_switch_s``, is the robot's."""
     onset = barge_in_onset(sidecar.get("speech", []), threshold_s, bridge_s)
     events = relayed(truth, BargeIn)
-    if onset is None or not events:
+    offset = truth.get("stream_start_s")
+    if onset is None or not events or offset is None:
         return None
-    return round((events[0][1] - (onset + threshold_s)) * 1000, 1)
+    event, entry = events[0]
+    due = onset + threshold_s
+
+    def ms(t: float | None) -> float | None:
+        return None if t is None else round((t - due) * 1000, 1)
+
+    return {"decided": ms(event.t + offset), "arrived": ms(entry.get("arrived_t")), "relayed": ms(entry["t"])}
 
 
 def final_latencies_ms(truth: dict[str, Any], speech: Sequence[Sequence[float]]) -> list[float]:
@@ -77,10 +87,10 @@ def final_latencies_ms(truth: dict[str, Any], speech: Sequence[Sequence[float]])
     if offset is None:
         return []
     out = []
-    for final, arrived in relayed(truth, Final):
+    for final, entry in relayed(truth, Final):
         seg_start, seg_end = final.start_s + offset, final.end_s + offset
         ends = [e for s, e in speech if s < seg_end and e > seg_start]
-        out.append(round((arrived - (max(ends) if ends else seg_end)) * 1000, 1))
+        out.append(round((entry["t"] - (max(ends) if ends else seg_end)) * 1000, 1))
     return out
 
 
@@ -91,7 +101,7 @@ def score_call(fixture: str, report: dict[str, Any] | None, truth: dict[str, Any
     expect = sidecar.get("expect", {})
     expected = bool(expect.get("barge_in"))
     row: dict[str, Any] = {"fixture": fixture, "call_uuid": None, "expected_barge_in": expected, "barge_in": None,
-                           "latency_ms": None, "barge_in_relayed_ms": None, "final_latency_ms": [], "finals": 0,
+                           "latency_ms": None, "barge_in_path_ms": None, "final_latency_ms": [], "finals": 0,
                            "transcript": "", "disposition": None, "expected_amd": expect.get("amd"), "amd": None,
                            "error": error}
     if report is None:
@@ -106,7 +116,7 @@ def score_call(fixture: str, report: dict[str, Any] | None, truth: dict[str, Any
     if truth is not None:
         row["final_latency_ms"] = final_latencies_ms(truth, speech)
         if expected:
-            row["barge_in_relayed_ms"] = barge_in_relayed_ms(truth, sidecar, threshold_s, bridge_s)
+            row["barge_in_path_ms"] = barge_in_path_ms(truth, sidecar, threshold_s, bridge_s)
     return row
 
 

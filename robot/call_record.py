@@ -60,10 +60,13 @@ class CallRecord:
     states: list[str] = field(default_factory=list)
 
 
-def stream_url(base: str, call_uuid: str, settings: Settings) -> str:
-    """``ws://host:port/stream/<uuid>?rate=..&min_speech_ms=..&bridge_ms=..[&token=..]`` (DESIGN section 2)."""
+def stream_url(base: str, call_uuid: str, settings: Settings, lang: str | None = None) -> str:
+    """``ws://host:port/stream/<uuid>?rate=..&min_speech_ms=..&bridge_ms=..[&lang=..][&token=..]`` (DESIGN
+    section 2); ``lang`` is the scenario's language, which the audio server's speech recognition uses."""
     query: dict[str, Any] = {"rate": settings.robot.stream_rate, "min_speech_ms": settings.bargein.min_speech_ms,
                              "bridge_ms": settings.bargein.bridge_ms}
+    if lang:
+        query["lang"] = lang
     if settings.audio_server.token:
         query["token"] = settings.audio_server.token
     return f"{base.rstrip('/')}/stream/{check_uuid(call_uuid)}?{urlencode(query)}"

@@ -1,4 +1,4 @@
-"""One call, start to end, in one greenlet: dial, stream, AMD hook, prompts, barge-in, replies, hang-up.
+"""One call, start to end, in one greenlet: dial, stream, AMD (robot.call_amd), prompts, barge-in, replies, hang-up.
 
 The ESL dispatcher only classifies each event and puts it on the call's :class:`CallQueue`
 (barge-in and hang-up jump ahead). Everything else happens here, in the call's greenlet, driven by
@@ -20,6 +20,7 @@ from audio_server.events import AudioEvent
 from callbot.config import Settings
 from callbot.esl_protocol import EslEvent
 from robot.call_queue import CallItem, CallQueue, classify
+from robot.call_amd import LISTEN_TICK_S, PLAYBACK_MARGIN_S, AmdActions
 from robot.call_record import (
     CallEnded, CallRecord, MachineAnswered, Playing, Switch, prompt_text_command, stream_url,
 )
@@ -34,12 +35,10 @@ from robot.timeline import Timeline
 
 log = logging.getLogger(__name__)
 
-PLAYBACK_MARGIN_S = 5.0  # beyond the file's length, how long a prompt may take to report PLAYBACK_STOP
 DRAIN_S = 1.0  # after the hang-up, how long (call time) to keep recording the channel's last events
-LISTEN_TICK_S = 0.1  # call-time resolution of listening windows
 
 
-class CallSession:
+class CallSession(AmdActions):
     """Runs one call against ``switch`` following ``scenario``; :meth:`run` returns its CallRecord."""
 
     def __init__(self, switch: Switch, scenario: Scenario, settings: Settings, destination: str, *,
@@ -62,9 +61,6 @@ class CallSession:
         self.stream_up = False
         self.audio_seen = False
         self.reply = ReplyCollector(self.speed, max(self.cfg.final_wait_s / self.speed, self.cfg.final_wait_min_wall_s))
-        self._beeped = False
-        self._amd_settled = False  # a verdict (or the AMD deadline) has decided human or machine
-        self._speech_end_wall: float | None = None  # the callee's last end of speech (wall), for the no-beep wait
         self._esl_back = True
         self._hangup_complete = False
         self._timers: list[gevent.Greenlet] = []
@@ -111,16 +107,7 @@ class CallSession:
         self._go(CallState.ANSWERED, "CHANNEL_ANSWER")
         streaming = self._start_stream()
         self._go(CallState.AMD, "stream started")
-        if self.cfg.act_on_amd and streaming:
-            # The `amd` event may arrive at any time: the first prompt and barge-in never wait for it.
-            self._robot("amd_pending", note="AMD runs alongside the first prompt", deadline_s=self.cfg.amd_wait_s)
-            self._timers.append(gevent.spawn_later(self.cfg.amd_wait_s / self.speed, self.queue.put,
-                                                   CallItem("amd_deadline")))
-        else:
-            self._amd_settled = True
-            why = "no audio stream" if self.cfg.act_on_amd else "robot.act_on_amd=false"
-            self._robot("amd_hook", result="human", note=f"{why}: every answered call is treated as human; "
-                        "amd is null unless the audio server sends an amd event")
+        self._start_amd(streaming)
 
     def _script(self) -> None:
         name: str | None = self.scenario.start
@@ -188,49 +175,6 @@ class CallSession:
                    self.cfg.max_reply_s + window, tick=LISTEN_TICK_S / self.speed)
         return self.reply.outcome(self.scenario.intents.match)
 
-    # ---- AMD: voicemail ----------------------------------------------------------------------
-
-    def _voicemail(self) -> None:
-        """A machine answered: stop the prompt, then hang up, or leave the message after the beep.
-
-        With no beep (``robot.no_beep_silence_s`` of quiet after the greeting, or ``robot.beep_wait_s``
-        in all), ``voicemail.on_no_beep`` decides: leave the message anyway, or hang up
-        (disposition ``machine_no_beep``).
-        """
-        vm = self.scenario.voicemail
-        if self.playing is not None and not self.playing.stopped:
-            step = self.playing.step.name
-            self.playing.break_sent = True  # a barge-in arriving meanwhile must not break again
-            reply = self._api(break_command(self.uuid), what="break")
-            self._robot("amd_break", reply=reply.strip(), step=step)
-            self._wait(lambda: self.playing is not None and self.playing.stopped, PLAYBACK_MARGIN_S)
-            self.playing = None
-        self.record.disposition = vm.disposition
-        if vm.on_machine == "leave_message" and vm.message:
-            self._go(CallState.WAIT_BEEP, "amd machine")
-            if not self._wait_beep():
-                self._robot("no_beep", action=vm.on_no_beep, quiet_s=self.cfg.no_beep_silence_s)
-                if vm.on_no_beep == "hangup":
-                    self.record.disposition = "machine_no_beep"
-                    return
-            self._play(self.scenario.step(vm.message), cause="voicemail message")
-            self.record.disposition = vm.disposition
-
-    def _wait_beep(self) -> bool:
-        """Wait for the beep; False once the greeting has been quiet for no_beep_silence_s (or beep_wait_s)."""
-        entered = time.monotonic()
-        quiet_wall = self.cfg.no_beep_silence_s / self.speed
-
-        def over() -> bool:
-            if self._beeped:
-                return True
-            if self.reply.speaking:
-                return False
-            return time.monotonic() - max(entered, self._speech_end_wall or entered) >= quiet_wall
-
-        self._wait(over, self.cfg.beep_wait_s, tick=LISTEN_TICK_S / self.speed)
-        return self._beeped
-
     # ---- hanging up --------------------------------------------------------------------------
 
     def _hang_up(self, cause: str) -> None:
@@ -290,9 +234,8 @@ class CallSession:
         elif item.kind == "audio_text":
             event, problem = item.data
             self._switch_row(event, "audio_text_ignored", problem=problem, body=(event.body or "")[:200])
-        elif item.kind == "amd_deadline" and not self._amd_settled:
-            self.flag("amd_timeout", seconds=self.cfg.amd_wait_s, note="no amd event; treated as notsure")
-            self._settle_amd("notsure", "ROBOT_DEADLINE")
+        elif item.kind == "amd_deadline":
+            self._amd_deadline()
         elif item.kind == "no_audio_check" and not self.audio_seen and self.stream_up:
             self.flag("stream_no_audio_events", seconds=self.cfg.no_audio_flag_s,
                        note="connected, but no audio event yet: no audio reached the server, or the caller is silent")
@@ -310,28 +253,6 @@ class CallSession:
             self._speech_end_wall = time.monotonic()
         elif kind == "error":
             self.flag("audio_server_error", code=event.code)  # type: ignore[attr-defined]
-
-    def _on_amd(self, result: str, cause: str) -> None:
-        """Record the detector's verdict (the first one counts); act on it only with robot.act_on_amd."""
-        if self.record.amd is not None:
-            return
-        self.record.amd = result
-        if self.cfg.act_on_amd:
-            self._settle_amd(result, cause)
-
-    def _settle_amd(self, result: str, cause: str) -> None:
-        """Decide human or machine once (verdict or deadline); a machine ends the script (MachineAnswered)."""
-        if self._amd_settled:
-            self._robot("amd_result", result=result, cause=cause, action="none", note="AMD already settled")
-            return
-        self._amd_settled = True
-        vm = self.scenario.voicemail
-        machine = result == "machine" or (result == "notsure" and vm.on_notsure == "machine")
-        live = self.sm.state in (CallState.AMD, CallState.PLAYING, CallState.LISTENING)
-        action = (vm.on_machine if live else "none") if machine else "human"
-        self._robot("amd_result", result=result, cause=cause, action=action)
-        if machine and live:
-            raise MachineAnswered()
 
     def _on_switch(self, event: EslEvent) -> None:
         key = event.key
@@ -429,7 +350,7 @@ class CallSession:
         if not self.audio_url:
             self.flag("audio_disabled", note="no audio server configured: no barge-in, no transcripts")
             return False
-        url = stream_url(self.audio_url, self.uuid, self.settings)
+        url = stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language)
         cmd = audio_stream_start_command(self.uuid, url, "mono", "16k" if self.cfg.stream_rate == 16000 else "8k",
                                          {"call": self.uuid, "scenario": self.scenario.name})
         reply = self._api(cmd, what="stream_start")

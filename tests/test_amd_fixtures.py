@@ -75,7 +75,7 @@ def test_barge_in_fixtures_are_not_machines(wav: Path) -> None:
 
 
 def test_amd_report_json_over_the_cli() -> None:
-    result = CliRunner().invoke(main, ["amd-report", str(FIXTURES), "--json"])
+    result = CliRunner().invoke(main, ["amd-report", str(FIXTURES), "--via", "pipeline", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["mode"] == "pipeline"
@@ -90,7 +90,7 @@ def test_amd_report_json_over_the_cli() -> None:
 
 def test_amd_report_table_and_bad_directories(tmp_path: Path) -> None:
     runner = CliRunner()
-    table = runner.invoke(main, ["amd-report", str(FIXTURES)])
+    table = runner.invoke(main, ["amd-report", str(FIXTURES), "--via", "pipeline"])
     assert table.exit_code == 0 and "confusion" in table.output and "accuracy: 1.000" in table.output
     stt_on_replay = runner.invoke(main, ["amd-report", str(FIXTURES), "--via", "replay", "--stt"])
     assert stt_on_replay.exit_code != 0 and "--stt applies to --via pipeline" in stt_on_replay.output

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audio_server.amd_replay import FixtureError, outcome_from_replay, read_callee, replay_via_callbot
+from audio_server.amd_replay import FixtureError, outcome_from_replay, read_callee, robot_replay
 from audio_server.amd_report import amd_report, load_sidecar, score_fixture
 from audio_server.events import Amd
 from audio_server.pipeline import StreamPipeline
@@ -72,11 +72,14 @@ def test_replay_document_without_a_timeline_is_a_clear_error() -> None:
 def test_voicemail_prompt_starts_after_the_beep_end_to_end(tmp_path: Path) -> None:
     if not pipeline_emits_amd():
         pytest.skip("StreamPipeline emits no `amd` event: AmdDetector is not wired into the audio server yet")
-    replay = replay_via_callbot(SCENARIO, 2.0)  # faster inflates the robot's reaction in call time
+    from robot.replay import audio_server_thread, replay_settings
+
     for name in ("vm_en_us_beep1000", "human_en_us_hello"):
         for ext in (".wav", ".json"):
             shutil.copy(FIXTURES / f"{name}{ext}", tmp_path / f"{name}{ext}")
-    report = amd_report(tmp_path, Settings(), replay=replay, mode="replay")
+    with audio_server_thread(replay_settings(Settings())) as port:
+        replay = robot_replay(port, SCENARIO, 3.0)  # faster inflates the robot's reaction in call time
+        report = amd_report(tmp_path, Settings(), replay=replay, mode="replay")
     assert report["accuracy"] == 1.0
     (vm,) = [r for r in report["fixtures"] if r["beep_expected"]]
     assert 0 <= vm["prompt_after_beep_ms"] <= 300

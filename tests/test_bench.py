@@ -12,10 +12,11 @@ import sys
 
 import pytest
 
-from audio_server.events import Final, to_json
+from audio_server.events import BargeIn, Final, to_json
 from audio_server.stt_engine import SttModelError, resolve_model
 from callbot.config import Settings
-from robot.bench_score import barge_in_onset, final_latencies_ms, percentiles, score_call, summarize
+from robot.bench_score import (barge_in_onset, barge_in_path_ms, final_latencies_ms, percentiles, score_call,
+                                summarize)
 from robot.replay import FIXTURES_DIR, load_sidecar
 
 CLI = [sys.executable, "-c", "from callbot.cli import main; main()"]
@@ -45,6 +46,16 @@ def test_final_latency_counts_from_the_end_of_the_speech_it_transcribes():
     ]}
     # speech ends at 3.72 (inside the segment 1.2..4.2); the noise has no span, so its segment end (8.9) counts
     assert final_latencies_ms(truth, [[1.22, 3.72]]) == [780.0, 600.0]
+
+
+def test_barge_in_path_splits_the_latency_between_detector_server_and_switch():
+    call = "5f3e0f5c-2e39-4259-b3c4-fdae57aeff64"
+    event = BargeIn(t=2.72, onset_s=1.22, duration_ms=1500)  # stream time; the stream started 0.3 s into the call
+    truth = {"stream_start_s": 0.3, "entries": [{"kind": "stream_text", "subclass": "mod_audio_stream::json",
+                                                 "t": 3.08, "arrived_t": 3.07, "text": to_json(event, call)}]}
+    side = {"speech": [[1.5, 4.0]]}  # due at 1.5 + 1.5 = 3.0 s of call time
+    assert barge_in_path_ms(truth, side, 1.5, 0.3) == {"decided": 20.0, "arrived": 70.0, "relayed": 80.0}
+    assert barge_in_path_ms(truth, {"speech": [[1.5, 2.0]]}, 1.5, 0.3) is None  # nothing should barge in
 
 
 def test_summary_counts_missed_false_and_failed_calls():

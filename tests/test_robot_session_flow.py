@@ -170,7 +170,7 @@ def test_barge_in_breaks_the_prompt_at_once_then_the_reply_branches():
     assert record.amd is None and "amd_pending" in [r["type"] for r in rows]
     # the stream was started with its configuration in the URL, and the prompt text was sent quoted
     start = sw.commands("uuid_audio_stream")[0]
-    assert "/stream/" + record.call_uuid + "?rate=16000&min_speech_ms=1500&bridge_ms=300 mono 16k {" in start
+    assert "/stream/" + record.call_uuid + "?rate=16000&min_speech_ms=1500&bridge_ms=300&lang=en mono 16k {" in start
     assert any(c.startswith(f"uuid_audio_stream {record.call_uuid} send_text '{{\"type\":\"prompt\"")
                for c in sw.commands("uuid_audio_stream"))
 
