@@ -178,9 +178,9 @@ class AudioServer:
             return response
         try:
             params = parse_stream_request(request.path, self.settings, request.headers)
-            problem = self.engine.language_problem(params.lang) if params.lang and self.engine else None
-            if problem:
-                raise StreamRequestError(400, problem)
+            unknown = self.engine.unknown_language(params.lang) if params.lang and self.engine else None
+            if unknown:
+                raise StreamRequestError(400, unknown)
         except StreamRequestError as exc:
             log.warning("handshake refused", extra={"status": exc.status, "reason": str(exc),
                                                     "path": redact(request.path)[:160]})
@@ -199,7 +199,11 @@ class AudioServer:
         params = parse_stream_request(ws.request.path, self.settings, ws.request.headers or Headers())
         session = StreamSession(params, StreamPipeline(params, self.settings),
                                 Outbox(self.settings.audio_server.send_queue_max))
-        if self.engine is not None:
+        problem = self.engine.language_problem(params.lang) if params.lang and self.engine else None
+        if problem:  # barge-in, AMD and beeps still work; only transcripts are off for this stream
+            log.warning("stream without transcripts", extra={"call": params.call, "reason": problem})
+            session.outbox.put(Error(t=0.0, code="stt_language_unsupported", message=problem), params.call)
+        elif self.engine is not None:
             session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript,
                                                    params.lang)
         sender = asyncio.create_task(_send_outbox(ws, session))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,6 +37,38 @@ _INSTALL_MULTILINGUAL = (
     "`ct2-transformers-converter --model openai/whisper-small --output_dir DIR --quantization int8` "
     "and set stt.model = \"DIR\""
 )
+
+
+def _lower_priority(nice: int) -> None:
+    """Make the calling thread (and every thread it starts) ``nice`` steps less urgent.
+
+    On Linux a nice value belongs to one thread and is inherited by the threads it creates, so
+    CTranslate2's worker and OpenMP threads, made while loading, run at the same lower priority.
+    """
+    if nice > 0 and hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError as exc:  # a sandbox may forbid it: decode at normal priority, say so once
+            log.warning("cannot lower decode thread priority", extra={"error": str(exc)})
+
+
+def _run_in_thread(fn: Any, nice: int) -> Any:
+    """Run ``fn`` to completion in a new thread at lower priority; return its result or raise its error."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        _lower_priority(nice)
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="stt-load")
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 class SttModelError(RuntimeError):
@@ -127,10 +161,10 @@ class SttEngine:
             _check_english(where, settings.language)
         started = time.perf_counter()
         try:
-            self.model = WhisperModel(
+            self.model = _run_in_thread(lambda: WhisperModel(
                 where, device="cpu", compute_type=settings.compute_type,
                 cpu_threads=settings.cpu_threads, num_workers=settings.workers,
-            )
+            ), settings.decode_nice)
         except Exception as exc:  # CTranslate2 and the hub raise many types; all mean "this model will not load"
             raise SttModelError(
                 f"cannot load Whisper model {where!r}: {exc}. Check stt.model (a CTranslate2 Whisper directory, "
@@ -153,12 +187,20 @@ class SttEngine:
         # With two or more workers one is kept for finals, so a final never waits behind partials.
         self._partial_slots = max(1, settings.workers - 1)
         self._running_partials_by_piece: dict[tuple[str, int, int], tuple[DecodeJob, asyncio.Future]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stt")
+        self._pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stt",
+                                        initializer=_lower_priority, initargs=(settings.decode_nice,))
+
+    def unknown_language(self, language: str) -> str | None:
+        """Why ``language`` is no Whisper language at all (a typo in the stream URL), or None."""
+        if language not in self._codes:
+            return f"lang={language!r} is not a Whisper language code; use a code such as en, fr, de, es"
+        return None
 
     def language_problem(self, language: str) -> str | None:
         """Why this model cannot transcribe ``language`` (a stream's ``lang``), or None when it can."""
-        if language not in self._codes:
-            return f"lang={language!r} is not a Whisper language code; use a code such as en, fr, de, es"
+        unknown = self.unknown_language(language)
+        if unknown:
+            return unknown
         if not self.multilingual and language != "en":
             return (f"lang={language!r}, but the speech model {self.model_path} is English-only: a {language!r} "
                     f"campaign needs a multilingual model; {_INSTALL_MULTILINGUAL} (see docs/stt.md)")

@@ -96,6 +96,8 @@ class SttSettings:
     language: str = "en"  # a French campaign needs a multilingual model (not *.en)
     compute_type: str = "int8"
     cpu_threads: int = 2  # threads per decode (CTranslate2 intra-op); 2 measured best on 2 cores
+    decode_nice: int = 10  # decode threads run this much nicer than the event loop (0: same priority), so
+    # a busy model never delays the frame that decides a barge-in (Linux; ignored elsewhere)
     workers: int = 2  # concurrent decodes; with 2+ one is kept for finals
     beam_size: int = 1
     partial_interval_ms: int = 500  # re-decode a growing segment after this much NEW audio

@@ -1,4 +1,4 @@
-"""Per-stream language: the ``lang`` query key, the handshake refusing a language the model cannot hear,
+"""Per-stream language: the ``lang`` query key, an unknown code refused at the handshake, a language the model cannot hear served without transcripts,
 and the robot putting its scenario's language in the stream URL."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from audio_server.events import Final, parse_event
+from audio_server.events import Error, Final, Partial, parse_event
 from audio_server.server import AudioServer
 from audio_server.stream_client import read_wav, stream_pcm, stream_url
 from audio_server.stream_params import StreamRequestError, parse_stream_request
@@ -69,12 +69,18 @@ def _handshake(lang: str) -> tuple[int | None, str, list]:
     return asyncio.run(scenario())
 
 
-def test_an_english_only_model_refuses_a_french_stream_saying_how_to_fix_it():
+def test_an_english_only_model_keeps_a_french_stream_without_transcripts_saying_how_to_fix_it():
+    """Barge-in must not be lost to a model choice: the stream stays, STT is off, an error event says why."""
     if shared_engine().multilingual:
         pytest.skip("the configured model is multilingual: it accepts lang=fr")
-    status, body, _ = _handshake("fr")
-    assert status == 400
-    assert "English-only" in body and "multilingual model" in body and "stt.model" in body and "docs/stt.md" in body
+    status, _, events = _handshake("fr")
+    assert status is None
+    first = events[0]
+    assert isinstance(first, Error) and first.code == "stt_language_unsupported"
+    msg = first.message
+    assert "English-only" in msg and "multilingual model" in msg and "stt.model" in msg and "docs/stt.md" in msg
+    assert not [e for e in events if isinstance(e, (Final, Partial))]
+    assert [e.type for e in events if e.type in ("speech_started", "speech_short")] == ["speech_started", "speech_short"]
 
 
 def test_an_unknown_language_is_refused_at_the_handshake():
