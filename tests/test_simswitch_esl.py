@@ -135,6 +135,11 @@ def test_greenswitch_drives_simswitch():
         bad = greenswitch.InboundESL("127.0.0.1", sim.esl_port, "wrong")
         with pytest.raises(ValueError, match="Invalid password"):
             bad.connect()
+        # greenswitch's stop() sends `exit` while it still thinks it is connected, and that send never
+        # returns once the switch has closed (wire facts 5): let it read the disconnect notice first.
+        with gevent.Timeout(5):
+            while bad.connected:
+                gevent.sleep(0.01)
         bad.stop()
         esl = greenswitch.InboundESL("127.0.0.1", sim.esl_port, "ClueCon")
         esl.connect()
