@@ -106,14 +106,14 @@ class Segmenter:
 
     def _continue_segment(self, decision: FrameDecision) -> SegmenterStep:
         frame = decision.frame
-        step = SegmenterStep(items=[SegmentAudio(self._segment_id, frame)])
         frame_end = frame.start + len(frame.samples)
         if self._run_frames >= self._continue:
             span_start = max(self._run_start, self._voiced_end)
             self._voiced_end = frame_end
-            step.speech = (span_start / self._rate, frame_end / self._rate)
-            return step
+            return SegmenterStep(items=[SegmentAudio(self._segment_id, frame)],
+                                 speech=(span_start / self._rate, frame_end / self._rate))
         silent_for = frame_end - self._voiced_end
+        step = SegmenterStep(items=[SegmentAudio(self._segment_id, frame, silent_ms=1000 * silent_for // self._rate)])
         run_may_save_it = self._run_frames and self._run_start - self._voiced_end <= self._hangover
         if silent_for > self._hangover and not run_may_save_it:
             step.items.append(self._close())

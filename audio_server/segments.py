@@ -37,10 +37,15 @@ class SegmentOpened:
 
 @dataclass(frozen=True)
 class SegmentAudio:
-    """One frame that belongs to the open segment (voiced frames and bridged gaps alike)."""
+    """One frame that belongs to the open segment (voiced frames and bridged gaps alike).
+
+    ``silent_ms`` is how long the segment has been without voice at the end of this frame (0 while
+    speech goes on): STT starts the final's decode early in a pause, before the hangover ends.
+    """
 
     segment_id: int
     frame: Frame
+    silent_ms: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ class DecodeQueue:
     - A final makes any queued partial of the same segment stale, and drops it.
     - A partial that finds the queue full pushes out the oldest queued partial; if only finals
       are queued, the new partial itself is dropped.
+    - An early partial (issued in a pause, likely the segment's final) goes before the other
+      partials, and may take a worker kept for finals.
     """
 
     def __init__(self, max_len: int) -> None:
@@ -37,6 +39,8 @@ class DecodeQueue:
                 self._partials.remove(p)
             dropped += stale
             self._finals.append(job)
+        elif job.early:
+            self._partials.appendleft(job)
         else:
             self._partials.append(job)
         while len(self) > self.max_len and self._partials:
@@ -47,6 +51,6 @@ class DecodeQueue:
         """The next job to decode (a final, or only finals when ``partials`` is False), or None."""
         if self._finals:
             return self._finals.popleft()
-        if self._partials and partials:
+        if self._partials and (partials or self._partials[0].early):
             return self._partials.popleft()
         return None

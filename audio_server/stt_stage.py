@@ -13,6 +13,7 @@ Load policy, per stream:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ class DecodeJob:
     initial_prompt: str | None
     prefix: str | None
     language: str | None = None  # the stream's language (URL ``lang``); None: stt.language
+    early: bool = False  # a partial issued in a pause, likely to be the segment's final (see _after_audio)
 
     @property
     def audio_s(self) -> float:
@@ -97,6 +99,8 @@ class _Piece:
     n: int = 0
     partial_mark: int = 0  # n when the last partial was issued (or the preroll's length)
     partial_in_flight: bool = False
+    silent_ms: int = 0  # the segment's current pause, from the segmenter
+    speculated: bool = False  # this pause's early final decode was issued
     last_partial_seq: int = -1
     latest: tuple[DecodeJob, DecodeResult] | None = None  # the newest partial decode and its result
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
@@ -155,6 +159,8 @@ class SegmentTranscriber:
                 self._check(item.segment_id, "audio")
                 assert self._piece is not None
                 self._piece.append(np.asarray(item.frame.samples, dtype=np.int16), mark=True)
+                self._piece.silent_ms = item.silent_ms
+                self._piece.speculated = self._piece.speculated and item.silent_ms > 0
                 out.extend(self._after_audio())
             elif isinstance(item, SegmentClosed):
                 self._check(item.segment_id, "close")
@@ -183,7 +189,7 @@ class SegmentTranscriber:
             piece.last_partial_seq = job.seq
             piece.latest = (job, result)
             if self.filter.reject_reason(result.text, result.avg_logprob, result.no_speech_prob) is None:
-                if piece.agreement.update(result.text):
+                if piece.agreement.update(result.text) and self.settings.partials:
                     out.events.append(Partial(t=job.end_s, text=piece.agreement.text, start_s=job.start_s))
         out.extend(self._after_audio())
         return out
@@ -213,7 +219,11 @@ class SegmentTranscriber:
         return out
 
     def _after_audio(self) -> SttOutput:
-        """Cut an over-long piece, then issue a partial if enough new audio came and none is in flight."""
+        """Cut an over-long piece, then issue a partial if enough new audio came and none is in flight.
+
+        A pause of ``speculative_final_ms`` also issues one: if the segment closes in that pause,
+        the final reuses this decode (``_close``) instead of starting one after the hangover.
+        """
         out = SttOutput()
         piece = self._piece
         if piece is None:
@@ -222,14 +232,15 @@ class SegmentTranscriber:
             out.jobs.append(self._cut(piece))
             piece = self._piece
             assert piece is not None
-        if (
-            self.settings.partials
-            and not piece.partial_in_flight
-            and piece.n - piece.partial_mark >= self._interval
+        speculate = (0 < self.settings.speculative_final_ms <= piece.silent_ms) and not piece.speculated
+        if not piece.partial_in_flight and (
+            speculate or (self.settings.partials and piece.n - piece.partial_mark >= self._interval)
         ):
+            piece.speculated = piece.speculated or speculate
             piece.partial_mark = piece.n
             piece.partial_in_flight = True
-            out.jobs.append(self._job(piece, "partial", self._piece_end_s(piece)))
+            job = self._job(piece, "partial", self._piece_end_s(piece))
+            out.jobs.append(dataclasses.replace(job, early=True) if speculate else job)
         return out
 
     def _cut(self, piece: _Piece) -> DecodeJob:

@@ -102,6 +102,8 @@ class SttSettings:
     beam_size: int = 1
     partial_interval_ms: int = 500  # re-decode a growing segment after this much NEW audio
     partials: bool = True
+    speculative_final_ms: int = 100  # a pause this long starts the final's decode; if the segment then closes
+    # (hangover over), that decode is the final, so it comes ~hangover after speech ends, not hangover + decode
     max_segment_s: float = 15.0  # longer segments are cut (at the quietest frame) and finalised in pieces
     cut_search_ms: int = 1000  # where to look for that quiet frame, before the cap
     queue_max: int = 32  # queued decodes; partials beyond it are dropped, finals never

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,15 @@ def test_pop_can_skip_partials_to_keep_a_worker_for_finals() -> None:
     final = job("final", "b")
     q.push(final)
     assert q.pop(partials=False) is final and q.pop() is partial
+
+
+def test_an_early_partial_goes_first_and_may_use_the_finals_worker() -> None:
+    """A decode issued in a pause is likely the segment's final: it must not wait behind partials."""
+    q = DecodeQueue(10)
+    p1, p2 = job("partial", "a"), job("partial", "b")
+    early = dataclasses.replace(job("partial", "c"), early=True)
+    for j in (p1, p2, early):
+        q.push(j)
+    assert q.pop(partials=False) is early  # the worker kept for finals takes it
+    assert q.pop(partials=False) is None  # but not an ordinary partial
+    assert [q.pop(), q.pop()] == [p1, p2]

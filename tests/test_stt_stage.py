@@ -192,3 +192,21 @@ def test_a_partial_that_stopped_before_the_end_of_speech_is_not_reused() -> None
     stage.feed(audio(1, 1.5, 0.3))
     out = stage.feed([SegmentClosed(1, 1.8)])
     assert [j.kind for j in out.jobs] == ["final"] and out.events == [] and out.reused == 0
+
+
+def test_a_pause_starts_the_finals_decode_early_and_the_final_reuses_it() -> None:
+    """100 ms into a pause one early decode is issued; when the hangover closes the segment, it is the final."""
+    settings = dataclasses.replace(SttSettings(), partials=False)
+    stage = SegmentTranscriber(settings, RATE, "s")
+    speech = np.full(FRAME, 1000, np.int16)
+    out = stage.feed([SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0)])
+    out.extend(stage.feed([SegmentAudio(1, Frame(speech, i * FRAME, RATE)) for i in range(50)]))
+    assert out.jobs == []  # partials are off and nobody paused yet
+    pause = [SegmentAudio(1, Frame(speech * 0, (50 + i) * FRAME, RATE), silent_ms=20 * (i + 1)) for i in range(15)]
+    early = stage.feed(pause).jobs
+    assert len(early) == 1 and early[0].early and early[0].kind == "partial"
+    result = DecodeResult("hello there", -0.2, 0.01)
+    assert stage.on_result(early[0], result).events == []  # partials off: nothing sent yet
+    closed = stage.feed([SegmentClosed(1, 1.0)])
+    assert closed.jobs == [] and closed.reused == 1
+    assert [e.text for e in closed.events] == ["hello there"]
