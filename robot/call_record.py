@@ -61,10 +61,13 @@ class CallRecord:
 
 
 def stream_url(base: str, call_uuid: str, settings: Settings, lang: str | None = None) -> str:
-    """``ws://host:port/stream/<uuid>?rate=..&min_speech_ms=..&bridge_ms=..[&lang=..][&token=..]`` (DESIGN
-    section 2); ``lang`` is the scenario's language, which the audio server's speech recognition uses."""
+    """``ws://host:port/stream/<uuid>?rate=..&min_speech_ms=..&bridge_ms=..[&amd=on][&lang=..][&token=..]``
+    (DESIGN section 2); ``lang`` is the scenario's language, which the audio server's speech
+    recognition uses; ``amd=on`` when the robot acts on AMD, so it never depends on a server default."""
     query: dict[str, Any] = {"rate": settings.robot.stream_rate, "min_speech_ms": settings.bargein.min_speech_ms,
                              "bridge_ms": settings.bargein.bridge_ms}
+    if settings.robot.act_on_amd:
+        query["amd"] = "on"
     if lang:
         query["lang"] = lang
     if settings.audio_server.token:

@@ -237,8 +237,10 @@ class CallSession(AmdActions):
         elif item.kind == "amd_deadline":
             self._amd_deadline()
         elif item.kind == "no_audio_check" and not self.audio_seen and self.stream_up:
-            self.flag("stream_no_audio_events", seconds=self.cfg.no_audio_flag_s,
-                       note="connected, but no audio event yet: no audio reached the server, or the caller is silent")
+            note = ("connected, but no audio reached the audio server (with amd=on it reports within 2.5 s of "
+                    "any audio, silence included)" if self.cfg.act_on_amd else
+                    "connected, but no audio event yet: no audio reached the server, or the caller is silent")
+            self.flag("stream_no_audio_events", seconds=self.cfg.no_audio_flag_s, note=note)
 
     def _on_audio(self, event: AudioEvent) -> None:
         self.audio_seen = True

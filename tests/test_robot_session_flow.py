@@ -170,7 +170,7 @@ def test_barge_in_breaks_the_prompt_at_once_then_the_reply_branches():
     assert record.amd is None and "amd_pending" in [r["type"] for r in rows]
     # the stream was started with its configuration in the URL, and the prompt text was sent quoted
     start = sw.commands("uuid_audio_stream")[0]
-    assert "/stream/" + record.call_uuid + "?rate=16000&min_speech_ms=1500&bridge_ms=300&lang=en mono 16k {" in start
+    assert "/stream/" + record.call_uuid + "?rate=16000&min_speech_ms=1500&bridge_ms=300&amd=on&lang=en mono 16k {" in start
     assert any(c.startswith(f"uuid_audio_stream {record.call_uuid} send_text '{{\"type\":\"prompt\"")
                for c in sw.commands("uuid_audio_stream"))
 
@@ -265,8 +265,10 @@ def test_channel_gone_after_reconnect_records_the_call_cleanly():
 def test_stream_url_and_prompt_text_are_safe_for_freeswitch_argument_parsing():
     u = "0f8fad5b-d9cb-469f-a165-70867728950e"
     s = Settings().replace(**{"audio_server.token": "s3cret"})
-    expected = f"ws://h:1/stream/{u}?rate=16000&min_speech_ms=1500&bridge_ms=300&token=s3cret"
+    expected = f"ws://h:1/stream/{u}?rate=16000&min_speech_ms=1500&bridge_ms=300&amd=on&token=s3cret"
     assert stream_url("ws://h:1/", u, s) == expected
+    off = s.replace(**{"robot.act_on_amd": False})
+    assert stream_url("ws://h:1/", u, off) == expected.replace("&amd=on", "")
     cmd = prompt_text_command(u, 'Say "yes", s\'il vous plaît \\ now')
     body = cmd.split(" ", 3)[3]
     assert body.startswith("'{") and body.endswith("}'") and body.count("'") == 2 and "\\" not in body
