@@ -13,7 +13,7 @@ import json
 import logging
 import signal
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -81,7 +81,7 @@ class StreamSession:
     metadata: dict | None = None
     messages: int = 0
     texts_ignored: int = 0
-    transcripts: int = field(default=0)
+    transcripts: int = 0
 
     def on_audio(self, data: bytes) -> list[str]:
         """Feed one binary message; the text frames to send back, in order."""
@@ -228,7 +228,9 @@ class AudioServer:
             for text in session.finish():
                 log.info("event after close", extra={"call": params.call, "event": text})
             log.info("stream closed", extra={"call": params.call, "t": round(session.pipeline.stream_time, 3),
-                                             "messages": session.messages, "code": ws.close_code,
+                                             "messages": session.messages, "transcripts": session.transcripts,
+                                             "partials_dropped": session.outbox.partials_dropped,
+                                             "code": ws.close_code,
                                              "dropped_bytes": session.pipeline.reframer.pending_bytes})
 
     async def _serve_stream(self, ws: ServerConnection, session: StreamSession) -> None:

@@ -6,6 +6,7 @@ Both listen on 127.0.0.1 (port 0) in the test's gevent hub and write FreeSWITCH'
 
 from __future__ import annotations
 
+import abc
 import json
 import socket
 from typing import Callable
@@ -23,7 +24,7 @@ from tests.shared_paths import CONFORMANCE
 REJECTION = b"Content-Type: text/rude-rejection\nContent-Length: 24\n\nAccess Denied, go away.\n"
 
 
-class _LoopbackServer:
+class _LoopbackServer(abc.ABC):
     """A gevent TCP server on 127.0.0.1 whose ``_serve(sock, addr)`` handles each connection."""
 
     def __init__(self, port: int) -> None:
@@ -40,8 +41,9 @@ class _LoopbackServer:
     def stop(self) -> None:
         self._server.stop(timeout=1)
 
+    @abc.abstractmethod
     def _serve(self, sock, addr) -> None:
-        raise NotImplementedError
+        """Handle one client connection (each scripted server says how)."""
 
 
 def free_port() -> int:
