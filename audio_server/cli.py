@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from callbot.cli import CliContext
+from callbot.cli_context import CliContext
 from callbot.config import ConfigError
 
 
@@ -28,7 +28,7 @@ def audio_server(obj: CliContext, host: str | None, port: int | None, token: str
                  max_streams: int | None, idle_timeout: float | None, metrics_port: int | None,
                  model: str | None, language: str | None, no_stt: bool) -> None:
     """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM."""
-    from audio_server.server import serve_until_signal
+    from callbot.audio_server.server import serve_until_signal
 
     settings = obj.settings(**{"audio_server.host": host, "audio_server.port": port,
                                "audio_server.token": token, "audio_server.max_streams": max_streams,
@@ -56,7 +56,7 @@ def audio_server(obj: CliContext, host: str | None, port: int | None, token: str
 def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, seed: int,
            min_speech_ms: int | None, bridge_ms: int | None, token: str | None, linger: float) -> None:
     """Stream WAV (mono, or L = callee) as mod_audio_stream would; print each event as a JSON line."""
-    from audio_server.stream_client import read_wav, stream_pcm, stream_url
+    from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 
     samples, rate = read_wav(wav)
     target = stream_url(url, call, rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token)
@@ -76,8 +76,8 @@ def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, s
 @click.pass_obj
 def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_streams: int, as_json: bool) -> None:
     """CPU cost of the audio pipeline (and optionally the server): µs per frame, streams per core at real time."""
-    from audio_server.pipeline_bench import DEFAULT_FIXTURES, run_bench
-    from audio_server.server_bench import run_server_bench
+    from callbot.audio_server.bench.pipeline import DEFAULT_FIXTURES, run_bench
+    from callbot.audio_server.bench.server import run_server_bench
 
     fixtures = fixtures or DEFAULT_FIXTURES
     report = run_bench(fixtures, obj.settings(), repeat)

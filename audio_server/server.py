@@ -23,12 +23,12 @@ from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 from websockets.protocol import State
 
-from audio_server.events import AudioEvent, Error, Final, Partial, to_json
-from audio_server.pipeline import StreamPipeline
-from audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
-from audio_server.stt_engine import SttEngine
-from audio_server.stt_shell import StreamTranscription
-from audio_server.stt_stage import prompt_from_text_frame
+from callbot.events import AudioEvent, Error, Final, Partial, to_json
+from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
+from callbot.audio_server.stt.engine import SttEngine
+from callbot.audio_server.stt.shell import StreamTranscription
+from callbot.audio_server.stt.stage import prompt_from_text_frame
 from callbot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -274,8 +274,8 @@ class AudioServer:
 
 def load_engine(settings: Settings) -> SttEngine:
     """Load and warm the Whisper model; a missing or unreadable model is a ConfigError at start-up."""
-    from audio_server.metrics import default_metrics
-    from audio_server.stt_engine import SttModelError
+    from callbot.audio_server.metrics import default_metrics
+    from callbot.audio_server.stt.engine import SttModelError
 
     try:
         return SttEngine(settings.stt, default_metrics())
@@ -329,7 +329,7 @@ async def serve_until_signal(settings: Settings) -> None:
     server = AudioServer(settings)
     await server.start()
     if settings.audio_server.metrics_port is not None:
-        from audio_server.metrics import start_metrics_server
+        from callbot.audio_server.metrics import start_metrics_server
 
         bound = start_metrics_server(settings.audio_server.host, settings.audio_server.metrics_port)
         log.info("metrics listening", extra={"host": settings.audio_server.host, "port": bound})

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from audio_server.amd import QUERY_KEYS, AmdParams
+from callbot.audio_server.amd.detector import QUERY_KEYS, AmdParams
 from callbot.config import Settings
 
 STREAM_PREFIX = "/stream/"

@@ -199,7 +199,7 @@ class RobotSettings:
     is divided by ``speed`` on the robot's wall clock.
     """
 
-    scenario: str | None = None  # default: the bundled English example (robot/scenarios/survey_en.toml)
+    scenario: str | None = None  # default: the bundled English example (survey_en)
     prompts_dir: str | None = None  # default: prompts_audio/ beside the package
     prompt_rate: int = 16000  # which rendering of each prompt to play: 8000 or 16000
     stream_rate: int = 16000  # what mod_audio_stream sends the audio server

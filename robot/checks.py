@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import gevent
 
 from callbot.config import AudioServerSettings, Settings
-from robot.esl_client import EslAuthError, EslClient, EslConnectError, EslError
+from callbot.robot.esl.client import EslAuthError, EslClient, EslConnectError, EslError
 
 CONF = "freeswitch_conf/README.md"
 _PASSWORD_FIX = "set CALLBOT_ESL_PASSWORD (or [esl].password) to the password in event_socket.conf.xml"

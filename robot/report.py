@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from robot.call_record import CallRecord
+from callbot.robot.call.record import CallRecord
 
 
 def _prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

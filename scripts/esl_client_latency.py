@@ -15,11 +15,12 @@ import uuid
 from pathlib import Path
 
 from callbot.config import EslSettings
-from robot.esl_client import EslClient
-from robot.esl_commands import break_command, kill_command, originate_command
-from simswitch.thread import SimSwitchThread
+from callbot.robot.esl.client import EslClient
+from callbot.robot.esl.commands import break_command, kill_command, originate_command
+from callbot.simswitch.thread import SimSwitchThread
+from callbot.resources import demo_calls_dir
 
-VOICE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "calls" / "long_reply.wav"
+VOICE = demo_calls_dir() / "long_reply.wav"
 
 
 def percentile(values: list[float], p: float) -> float:

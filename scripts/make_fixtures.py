@@ -168,7 +168,7 @@ def write(out: Path, name: str, samples: np.ndarray, rate: int, sidecar: dict) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "tests/fixtures/calls")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "callbot" / "demo_calls")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(SEED)

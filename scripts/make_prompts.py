@@ -1,6 +1,6 @@
 """Render every scenario step's `text` to prompts_audio/<lang>/<rate>/<prompt> (espeak-ng + sox).
 
-Usage: python scripts/make_prompts.py [SCENARIO.toml ...]   (default: robot/scenarios/*.toml)
+Usage: python scripts/make_prompts.py [SCENARIO.toml ...]   (default: robot/scenario/bundled/*.toml)
 Outputs are committed; runtime code never calls espeak-ng or sox.
 """
 
@@ -34,7 +34,7 @@ def render(text: str, language: str, out: Path, rate: int) -> float:
 
 
 def main(paths: list[str]) -> int:
-    scenarios = [Path(p) for p in paths] or sorted((ROOT / "robot" / "scenarios").glob("*.toml"))
+    scenarios = [Path(p) for p in paths] or sorted((ROOT / "robot" / "scenario" / "bundled").glob("*.toml"))
     for path in scenarios:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         language = data["scenario"]["language"]

@@ -13,8 +13,8 @@ import statistics
 import time
 
 from callbot.config import Settings
-from robot.bench_score import barge_in_latency_ms
-from robot.replay import FIXTURES_DIR, load_sidecar, replay
+from callbot.app.bench.score import barge_in_latency_ms
+from callbot.app.replay import FIXTURES_DIR, load_sidecar, replay
 
 
 def main() -> None:

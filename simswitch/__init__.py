@@ -1,7 +1,7 @@
 """simswitch: an emulator of FreeSWITCH plus mod_audio_stream that speaks real ESL and WebSocket."""
 
-from simswitch.server import SimSwitch
-from simswitch.thread import SimSwitchThread
-from simswitch.truth import CallTruth
+from callbot.simswitch.server import SimSwitch
+from callbot.simswitch.thread import SimSwitchThread
+from callbot.simswitch.calls.truth import CallTruth
 
 __all__ = ["CallTruth", "SimSwitch", "SimSwitchThread"]

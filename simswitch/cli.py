@@ -7,8 +7,8 @@ import contextlib
 
 import click
 
-from simswitch.loadcheck import simswitch_load
-from simswitch.server import SimSwitch
+from callbot.simswitch.bench.load import simswitch_load
+from callbot.simswitch.server import SimSwitch
 
 
 @click.command("simswitch")

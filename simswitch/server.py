@@ -11,18 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from callbot.config import SimSwitchSettings
-from callbot.esl_protocol import EslEvent
+from callbot.esl.protocol import EslEvent
 
-from simswitch.api_commands import ApiCommands
-from simswitch.channel import Channel
-from simswitch.clock import MEDIA_TICK_S, SimClock
-from simswitch.esl_server import RUDE_REJECTION, EslConnection
-from simswitch.event_factory import EventFactory, SwitchIdentity
-from simswitch.truth import CallTruth
+from callbot.simswitch.esl.api_commands import ApiCommands
+from callbot.simswitch.calls.channel import Channel
+from callbot.simswitch.clock import MEDIA_TICK_S, SimClock
+from callbot.simswitch.esl.server import RUDE_REJECTION, EslConnection
+from callbot.simswitch.esl.event_factory import EventFactory, SwitchIdentity
+from callbot.simswitch.calls.truth import CallTruth
+from callbot.resources import demo_calls_dir
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "calls"
+DEFAULT_FIXTURES = demo_calls_dir()
 
 
 class SimSwitch:

@@ -7,7 +7,7 @@ from typing import Any
 
 from callbot.loop_thread import LoopThread
 
-from simswitch.server import SimSwitch
+from callbot.simswitch.server import SimSwitch
 
 
 class SimSwitchThread:

@@ -13,12 +13,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from audio_server.events import BargeIn, SpeechShort, SpeechStarted, SpeechStopped, parse_event
-from audio_server.server import AudioServer
-from audio_server.stream_client import StreamResult, read_wav, stream_pcm, stream_url
+from callbot.events import BargeIn, SpeechShort, SpeechStarted, SpeechStopped, parse_event
+from callbot.audio_server.server import AudioServer
+from callbot.audio_server.stream_client import StreamResult, read_wav, stream_pcm, stream_url
 from callbot.config import Settings
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 WAVS = sorted(FIXTURES.glob("*.wav"))
 TOLERANCE_S = 0.06
 MIN_SPEECH_S, BRIDGE_S = 1.5, 0.3

@@ -16,8 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 from callbot.config import SimSwitchSettings
-from callbot.esl_protocol import EslEvent, EslParser, Reply, parse_event, to_reply
-from simswitch import SimSwitch
+from callbot.esl.protocol import EslEvent, EslParser, Reply, parse_event, to_reply
+from callbot.simswitch import SimSwitch
 from simswitch_testkit import RecordingWsServer
 
 from tests.shared_paths import CONFORMANCE

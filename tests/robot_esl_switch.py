@@ -1,7 +1,7 @@
 """Test helpers for the robot's ESL client: a scripted Event Socket server and a capture replayer.
 
 Both listen on 127.0.0.1 (port 0) in the test's gevent hub and write FreeSWITCH's exact bytes
-(via callbot.esl_protocol, which tests/test_esl_protocol.py checks against the captures).
+(via callbot.esl.protocol, which tests/test_esl_protocol.py checks against the captures).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import gevent
 import pytest
 from gevent.server import StreamServer
 
-from callbot.esl_protocol import (
+from callbot.esl.protocol import (
     AUTH_REQUEST, DISCONNECT_NOTICE, EslEvent, EslParser, frame_api_response, frame_command_reply, frame_event,
     serialize_event, to_command,
 )

@@ -10,9 +10,10 @@ from typing import Any, Callable
 
 from websockets.asyncio.server import ServerConnection, serve
 
-from callbot.esl_protocol import EslEvent, EslParser, RawMessage, Reply, parse_event, to_reply
+from callbot.esl.protocol import EslEvent, EslParser, RawMessage, Reply, parse_event, to_reply
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 
 
 class RawEsl:

@@ -7,8 +7,8 @@ import functools
 import pytest
 from prometheus_client import CollectorRegistry
 
-from audio_server.metrics import SttMetrics
-from audio_server.stt_engine import SttEngine, SttModelError
+from callbot.audio_server.metrics import SttMetrics
+from callbot.audio_server.stt.engine import SttEngine, SttModelError
 from callbot.config import Settings
 
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audio_server.amd import AmdDetector, AmdParams, normalise
-from audio_server.events import Amd, parse_event, to_json
-from audio_server.frames import Frame
-from audio_server.segments import FrameDecision
+from callbot.audio_server.amd.detector import AmdDetector, AmdParams, normalise
+from callbot.events import Amd, parse_event, to_json
+from callbot.audio_server.pipeline.frames import Frame
+from callbot.audio_server.pipeline.segments import FrameDecision
 from callbot.config import AmdSettings
 
 RATE, STEP = 16000, 320  # 20 ms frames

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from audio_server.amd_replay import FixtureError, load_engine, replay_pipeline
-from audio_server.amd_report import amd_report, load_sidecar
-from audio_server.stt_engine import SttModelError
-from callbot.cli import main
+from callbot.app.amd.replay import FixtureError, load_engine, replay_pipeline
+from callbot.app.amd.report import amd_report, load_sidecar
+from callbot.audio_server.stt.engine import SttModelError
+from callbot.app.cli import main
 from callbot.config import Settings
+from callbot.resources import demo_calls_dir
 
 FIXTURES = Path(__file__).parent / "fixtures" / "amd"
 WAVS = sorted(FIXTURES.glob("*.wav"))
@@ -59,7 +60,7 @@ def test_fixture_classified_right_and_in_time(wav: Path) -> None:
         assert abs(beep.duration_ms - 1000 * (truth[1] - truth[0])) <= 60
 
 
-CALLS = sorted((Path(__file__).parent / "fixtures" / "calls").glob("*.wav"))
+CALLS = sorted((demo_calls_dir()).glob("*.wav"))
 
 
 @pytest.mark.parametrize("wav", CALLS, ids=[w.stem for w in CALLS])

@@ -8,16 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from audio_server.amd_replay import FixtureError, outcome_from_replay, read_callee, robot_replay
-from audio_server.amd_report import amd_report, load_sidecar, score_fixture
-from audio_server.events import Amd
-from audio_server.pipeline import StreamPipeline
-from audio_server.stream_params import StreamParams
-from callbot.cli import main
+from callbot.app.amd.replay import FixtureError, outcome_from_replay, read_callee, robot_replay
+from callbot.app.amd.report import amd_report, load_sidecar, score_fixture
+from callbot.events import Amd
+from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.stream_params import StreamParams
+from callbot.app.cli import main
 from callbot.config import Settings
+from callbot.robot.scenario.loader import bundled_scenario
 
 FIXTURES = Path(__file__).parent / "fixtures" / "amd"
-SCENARIO = Path(__file__).parent.parent / "robot" / "scenarios" / "survey_en.toml"
+SCENARIO = bundled_scenario("survey_en")
 HAS_REPLAY = "replay" in main.commands
 
 
@@ -72,7 +73,7 @@ def test_replay_document_without_a_timeline_is_a_clear_error() -> None:
 def test_voicemail_prompt_starts_after_the_beep_end_to_end(tmp_path: Path) -> None:
     if not pipeline_emits_amd():
         pytest.skip("StreamPipeline emits no `amd` event: AmdDetector is not wired into the audio server yet")
-    from robot.replay import audio_server_thread, replay_settings
+    from callbot.app.replay import audio_server_thread, replay_settings
 
     for name in ("vm_en_us_beep1000", "human_en_us_hello"):
         for ext in (".wav", ".json"):

@@ -17,12 +17,13 @@ from click.testing import CliRunner
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from audio_server.events import parse_event
-from audio_server.stream_client import read_wav, stream_url
-from callbot.cli import main
+from callbot.events import parse_event
+from callbot.audio_server.stream_client import read_wav, stream_url
+from callbot.app.cli import main
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
-CALLBOT = [sys.executable, "-c", "from callbot.cli import main; main()"]  # the console script, in this venv
+FIXTURES = demo_calls_dir()
+CALLBOT = [sys.executable, "-c", "from callbot.app.cli import main; main()"]  # the console script, in this venv
 
 
 def _start_server(*args: str) -> tuple[subprocess.Popen, int]:

@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 from websockets.asyncio.client import connect
 
-from audio_server.events import AudioEvent, BargeIn, SpeechShort, SpeechStarted, SpeechStopped, parse_event
-from audio_server.stream_client import stream_url
+from callbot.events import AudioEvent, BargeIn, SpeechShort, SpeechStarted, SpeechStopped, parse_event
+from callbot.audio_server.stream_client import stream_url
 
 from audio_testkit import running, server_settings, until_closed
 

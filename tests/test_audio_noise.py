@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_server.events import AudioEvent, BargeIn, SpeechStarted, SpeechStopped
-from audio_server.pipeline import StreamPipeline
-from audio_server.stream_client import read_wav
-from audio_server.stream_params import StreamParams
+from callbot.events import AudioEvent, BargeIn, SpeechStarted, SpeechStopped
+from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.stream_client import read_wav
+from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 RATE = 16000
 SETTINGS = Settings()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
+from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
 from callbot.config import Settings
 
 CALL = "b674cdff-5ccf-44a8-9a23-6117a9f3fc3c"

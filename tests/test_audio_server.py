@@ -13,8 +13,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from audio_server.events import parse_event
-from audio_server.stream_client import StreamResult, read_wav, stream_pcm, stream_url
+from callbot.events import parse_event
+from callbot.audio_server.stream_client import StreamResult, read_wav, stream_pcm, stream_url
 from audio_testkit import (FIXTURES, WAVS, check_against_sidecar, healthz, running, server_settings, stream_fixture,
                            until_closed)
 
@@ -93,7 +93,7 @@ def test_bad_input_gets_its_error_and_a_parallel_stream_is_unaffected(caplog: py
         async with connect(stream_url(base, token=token)) as ws:
             return await until_closed(ws)
 
-    caplog.set_level(logging.INFO, logger="audio_server.server")
+    caplog.set_level(logging.INFO, logger="callbot.audio_server.server")
 
     async def scenario() -> None:
         async with running(settings) as (server, base):
@@ -193,7 +193,7 @@ def test_a_client_that_drops_mid_stream_leaves_the_server_clean() -> None:
 
 
 def test_a_stream_whose_pipeline_fails_gets_internal_error_and_others_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from audio_server.server import StreamSession
+    from callbot.audio_server.server import StreamSession
 
     doomed = str(uuid.uuid4())
     real_on_audio = StreamSession.on_audio

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from audio_server.events import BargeIn, SpeechStarted
-from audio_server.pipeline import StreamPipeline
-from audio_server.stream_client import read_wav
-from audio_server.stream_params import StreamParams
-from audio_server.vad import speech_classifier
+from callbot.events import BargeIn, SpeechStarted
+from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.stream_client import read_wav
+from callbot.audio_server.stream_params import StreamParams
+from callbot.audio_server.pipeline.vad import speech_classifier
 from callbot.config import Settings
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 SETTINGS = Settings().replace(**{"vad.backend": "silero"})
 
 try:

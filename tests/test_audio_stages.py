@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from audio_server.bargein import BargeInDetector
-from audio_server.events import BargeIn, SpeechShort, SpeechStarted, SpeechStopped
-from audio_server.frames import Frame
-from audio_server.pipeline import StreamPipeline
-from audio_server.reframer import Reframer
-from audio_server.segmenter import Segmenter, SegmenterStep
-from audio_server.segments import FrameDecision, SegmentAudio, SegmentClosed, SegmentOpened
-from audio_server.stream_params import StreamParams
-from audio_server.vad import Vad, level_dbfs
+from callbot.audio_server.pipeline.bargein import BargeInDetector
+from callbot.events import BargeIn, SpeechShort, SpeechStarted, SpeechStopped
+from callbot.audio_server.pipeline.frames import Frame
+from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.pipeline.reframer import Reframer
+from callbot.audio_server.pipeline.segmenter import Segmenter, SegmenterStep
+from callbot.audio_server.pipeline.segments import FrameDecision, SegmentAudio, SegmentClosed, SegmentOpened
+from callbot.audio_server.stream_params import StreamParams
+from callbot.audio_server.pipeline.vad import Vad, level_dbfs
 from callbot.config import Settings, VadSettings
 
 RATE = 16000

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audio_server.beep import BeepDetector
-from audio_server.frames import Frame
+from callbot.audio_server.amd.beep import BeepDetector
+from callbot.audio_server.pipeline.frames import Frame
 from callbot.config import AmdSettings
 
 RATE = 16000

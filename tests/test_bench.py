@@ -12,14 +12,14 @@ import sys
 
 import pytest
 
-from audio_server.events import BargeIn, Final, to_json
-from audio_server.stt_engine import SttModelError, resolve_model
+from callbot.events import BargeIn, Final, to_json
+from callbot.audio_server.stt.engine import SttModelError, resolve_model
 from callbot.config import Settings
-from robot.bench_score import (barge_in_onset, barge_in_path_ms, final_latencies_ms, percentiles, score_call,
+from callbot.app.bench.score import (barge_in_onset, barge_in_path_ms, final_latencies_ms, percentiles, score_call,
                                 summarize)
-from robot.replay import FIXTURES_DIR, load_sidecar
+from callbot.app.replay import FIXTURES_DIR, load_sidecar
 
-CLI = [sys.executable, "-c", "from callbot.cli import main; main()"]
+CLI = [sys.executable, "-c", "from callbot.app.cli import main; main()"]
 CONTRACT_KEYS = {"calls", "wall_s", "barge_in", "stt", "cpu_s", "peak_rss_mb"}
 BENCH_FIXTURES = ("long_reply", "pauses_2500ms", "short_yes")  # two barge-ins, one short answer
 

@@ -55,7 +55,7 @@ def test_toml_round_trip(tmp_path) -> None:
 
 
 def test_config_command_prints_effective_settings(tmp_path) -> None:
-    out = subprocess.run([sys.executable, "-c", "from callbot.cli import main; main()", "config"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", "from callbot.app.cli import main; main()", "config"], capture_output=True, text=True,
                          env={"CALLBOT_BARGEIN_MIN_SPEECH_MS": "1700", "PATH": ""}, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "[bargein]\nmin_speech_ms = 1700" in out.stdout

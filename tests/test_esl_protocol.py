@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from callbot.esl_protocol import (
+from callbot.esl.protocol import (
     DISCONNECT_NOTICE,
     EslParser,
     EslProtocolError,

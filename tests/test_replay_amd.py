@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from callbot.config import Settings
-from robot.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
-from robot.scenario import bundled_scenario
+from callbot.app.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
+from callbot.robot.scenario.loader import bundled_scenario
 
 AMD_DIR = Path(__file__).resolve().parent / "fixtures" / "amd"
 AMD_FIXTURES = sorted(p.stem for p in AMD_DIR.glob("*.wav") if p.with_suffix(".json").is_file())

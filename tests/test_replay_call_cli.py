@@ -6,11 +6,11 @@ import json
 
 from click.testing import CliRunner
 
-from callbot.cli import main
+from callbot.app.cli import main
 from callbot.config import Settings
-from robot.replay import FIXTURES_DIR, audio_server_thread
-from robot.store import Store
-from simswitch import SimSwitchThread
+from callbot.app.replay import FIXTURES_DIR, audio_server_thread
+from callbot.robot.store import Store
+from callbot.simswitch import SimSwitchThread
 
 
 def test_call_prints_the_live_timeline_then_the_result_and_records_it(tmp_path, monkeypatch):

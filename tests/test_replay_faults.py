@@ -8,10 +8,10 @@ import socket
 import gevent
 from click.testing import CliRunner
 
-from callbot.cli import main
+from callbot.app.cli import main
 from callbot.config import Settings
-from robot.esl_client import EslClient
-from robot.replay import replay
+from callbot.robot.esl.client import EslClient
+from callbot.app.replay import replay
 
 SPEED = 10.0
 

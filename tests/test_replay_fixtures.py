@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from callbot.config import Settings
-from robot.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
-from robot.scenario import Scenario, bundled_scenario, load_scenario
+from callbot.app.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
+from callbot.robot.scenario.loader import Scenario, bundled_scenario, load_scenario
 
 SPEED = 10.0
 THRESHOLD_S = 1.5
@@ -105,7 +105,7 @@ def test_transcripts_contain_the_expected_words(name, audio_port):
 
 
 def test_readable_timeline_of_the_bundled_replay(audio_port):
-    from robot.report import render_text
+    from callbot.robot.report import render_text
 
     text = render_text(_report("long_reply", audio_port))
     assert "BARGE-IN detected" in text and "broke off greeting.wav" in text and "disposition:" in text
@@ -114,7 +114,7 @@ def test_readable_timeline_of_the_bundled_replay(audio_port):
 def test_replay_cli_json_has_the_design_keys(tmp_path: Path):
     from click.testing import CliRunner
 
-    from callbot.cli import main
+    from callbot.app.cli import main
 
     result = CliRunner().invoke(main, ["replay", "backchannel", "--speed", "20", "--json"])
     assert result.exit_code == 0, result.output

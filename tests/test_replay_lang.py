@@ -11,16 +11,17 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from audio_server.events import Error, Final, Partial, parse_event
-from audio_server.server import AudioServer
-from audio_server.stream_client import read_wav, stream_pcm, stream_url
-from audio_server.stream_params import StreamRequestError, parse_stream_request
+from callbot.events import Error, Final, Partial, parse_event
+from callbot.audio_server.server import AudioServer
+from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
+from callbot.audio_server.stream_params import StreamRequestError, parse_stream_request
 from callbot.config import Settings
-from robot.call_record import stream_url as robot_stream_url
+from callbot.robot.call.record import stream_url as robot_stream_url
 from tests.stt_model import shared_engine
+from callbot.resources import demo_calls_dir
 
 CALL = "5f0c6d1e-0000-4000-8000-000000000001"
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 
 
 @pytest.mark.parametrize("text,expected", [("en", "en"), ("FR", "fr"), ("yue", "yue")])

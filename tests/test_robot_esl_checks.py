@@ -6,7 +6,7 @@ import pytest
 from gevent.pywsgi import WSGIServer
 
 from callbot.config import AudioServerSettings, EslSettings, Settings
-from robot.checks import StartupCheckError, healthz_url, require_ok, run_checks
+from callbot.robot.checks import StartupCheckError, healthz_url, require_ok, run_checks
 from robot_esl_switch import free_port, switch  # noqa: F401 (switch is a fixture)
 
 
@@ -72,7 +72,7 @@ def test_unreachable_switch(healthz):
 
 
 def test_healthz_non_200_is_a_failure(healthz):
-    from robot.checks import check_audio_server
+    from callbot.robot.checks import check_audio_server
 
     result = check_audio_server(f"http://127.0.0.1:{healthz}/other")
     assert not result.ok and "HTTP 404" in result.detail

@@ -10,12 +10,12 @@ import gevent
 import pytest
 
 from callbot.config import EslSettings
-from callbot.esl_protocol import parse_event, to_reply, EslParser
-from robot.esl_client import (
+from callbot.esl.protocol import parse_event, to_reply, EslParser
+from callbot.robot.esl.client import (
     CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, SYNTHETIC_HEADER, EslAuthError, EslClient, EslConnectError,
     EslDisconnected, EslTimeout,
 )
-from robot.esl_commands import audio_stream_start_command, broadcast_command, originate_command
+from callbot.robot.esl.commands import audio_stream_start_command, broadcast_command, originate_command
 from robot_esl_switch import (  # noqa: F401 (switch is a fixture)
     CONFORMANCE, REJECTION, CaptureReplayer, ScriptedSwitch, free_port, show_channels, switch,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from robot.esl_commands import (
+from callbot.robot.esl.commands import (
     audio_stream_start_command, audio_stream_stop_command, break_command, broadcast_command, check_api_command,
     check_uuid, kill_command, originate_command, parse_show_channels_json, subscription_command,
 )

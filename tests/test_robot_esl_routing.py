@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from callbot.esl_protocol import EslEvent
-from robot.esl_errors import CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, SYNTHETIC_HEADER, EslError
-from robot.esl_routing import EventRouter
+from callbot.esl.protocol import EslEvent
+from callbot.robot.esl.errors import CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, SYNTHETIC_HEADER, EslError
+from callbot.robot.esl.routing import EventRouter
 
 A, B = str(uuid.uuid4()), str(uuid.uuid4())
 

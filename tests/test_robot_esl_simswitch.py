@@ -10,14 +10,15 @@ import gevent
 import pytest
 
 from callbot.config import EslSettings
-from robot.checks import check_switch
-from robot.esl_client import CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, EslClient
-from robot.esl_commands import (
+from callbot.robot.checks import check_switch
+from callbot.robot.esl.client import CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, EslClient
+from callbot.resources import demo_calls_dir
+from callbot.simswitch import SimSwitchThread
+from callbot.robot.esl.commands import (
     break_command, broadcast_command, kill_command, originate_command, parse_show_channels_json,
 )
 
-simswitch = pytest.importorskip("simswitch.thread", reason="simswitch (engineer B) is not in the tree yet")
-CALLS = Path(__file__).resolve().parent / "fixtures" / "calls"
+CALLS = demo_calls_dir()
 VOICE = CALLS / "long_reply.wav"  # 1.5 s of silence, then 4 s of speech
 needs_fixture = pytest.mark.skipif(not VOICE.exists(), reason=f"fixture {VOICE} missing")
 
@@ -33,7 +34,7 @@ def wait_for(events: list, name: str, timeout: float = 10.0):
 
 @pytest.fixture
 def sim():
-    with simswitch.SimSwitchThread(speed=10) as s:
+    with SimSwitchThread(speed=10) as s:
         yield s
 
 
@@ -100,8 +101,8 @@ def test_check_command_passes_against_simswitch_and_the_real_audio_server(sim):
     """`callbot check --json`: simswitch answers as FreeSWITCH would, the audio server serves /healthz."""
     from click.testing import CliRunner
 
-    from audio_server.server import AudioServer
-    from callbot.cli import main
+    from callbot.audio_server.server import AudioServer
+    from callbot.app.cli import main
     from callbot.config import Settings
     from callbot.loop_thread import LoopThread
 

@@ -9,8 +9,8 @@ import gevent
 import pytest
 
 from callbot.config import EslSettings
-from robot.esl_client import EslClient
-from robot.gevent_thread import GeventThread
+from callbot.robot.esl.client import EslClient
+from callbot.robot.shell.gevent_thread import GeventThread
 from robot_esl_switch import ScriptedSwitch
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import gevent
 
-from audio_server.events import Amd
-from robot.call_session import CallSession
-from robot.scenario import bundled_scenario, load_scenario
+from callbot.events import Amd
+from callbot.robot.call.session import CallSession
+from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 from tests.test_robot_session_flow import SPEED, FakeSwitch, settings
 
 
@@ -63,8 +63,8 @@ def test_a_machine_verdict_after_the_deadline_is_recorded_not_acted_on(tmp_path)
 
 
 def test_the_verdict_its_cause_and_time_are_stored_with_the_call(tmp_path):
-    from robot.report import build_report
-    from robot.store import Store
+    from callbot.robot.report import build_report
+    from callbot.robot.store import Store
 
     sw = FakeSwitch()
     sw.hooks["greeting.wav"] = lambda: sw.say(Amd(t=1.7, result="human", cause="HUMAN", decided_at_s=1.7))

@@ -16,13 +16,13 @@ import pytest
 import soundfile
 from gevent.event import AsyncResult
 
-from audio_server.events import BargeIn, Final, SpeechShort, SpeechStarted, SpeechStopped, to_json
+from callbot.events import BargeIn, Final, SpeechShort, SpeechStarted, SpeechStopped, to_json
 from callbot.config import Settings
-from callbot.esl_protocol import EslEvent
-from robot.call_record import prompt_text_command, stream_url
-from robot.call_session import CallSession
-from robot.esl_client import EslDisconnected
-from robot.scenario import bundled_scenario, load_scenario
+from callbot.esl.protocol import EslEvent
+from callbot.robot.call.record import prompt_text_command, stream_url
+from callbot.robot.call.session import CallSession
+from callbot.robot.esl.client import EslDisconnected
+from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 
 SPEED = 50.0  # call seconds per wall second in these tests
 
@@ -281,7 +281,7 @@ def _barge_call():
 
 
 def test_report_has_the_design_keys_and_maps_stream_time_to_call_time():
-    from robot.report import build_report, render_text
+    from callbot.robot.report import build_report, render_text
 
     record = _barge_call()
     report = build_report(record, fixture="x.wav", stream_start_s=0.1)
@@ -299,8 +299,8 @@ def test_report_has_the_design_keys_and_maps_stream_time_to_call_time():
 
 
 def test_store_records_the_call_off_the_call_path_in_sqlite_wal(tmp_path):
-    from robot.report import build_report
-    from robot.store import Store, StoreWriter
+    from callbot.robot.report import build_report
+    from callbot.robot.store import Store, StoreWriter
 
     record = _barge_call()
     report = build_report(record, stream_start_s=0.0)
@@ -322,7 +322,7 @@ def test_store_records_the_call_off_the_call_path_in_sqlite_wal(tmp_path):
 
 
 def test_amd_hook_acting_on_machine_waits_for_the_beep_and_leaves_the_voicemail():
-    from audio_server.events import Amd, Beep
+    from callbot.events import Amd, Beep
 
     sw = FakeSwitch()
 
@@ -343,7 +343,7 @@ def test_amd_hook_acting_on_machine_waits_for_the_beep_and_leaves_the_voicemail(
 
 
 def test_without_acting_on_amd_a_machine_verdict_is_only_logged():
-    from audio_server.events import Amd
+    from callbot.events import Amd
 
     sw = FakeSwitch(prompt_s=2.0)
     sw.hooks["greeting.wav"] = lambda: sw.say(Amd(t=0.5, result="machine", cause="x", decided_at_s=0.5))

@@ -9,10 +9,11 @@ from pathlib import Path
 import gevent
 import pytest
 
-from robot.call_queue import CallItem, CallQueue, QueueFull
-from robot.intents import IntentMatcher, normalize
-from robot.scenario import ScenarioError, bundled_scenario, default_prompts_dir, load_scenario
-from robot.states import TRANSITIONS, CallState, CallStateMachine, IllegalTransition
+from callbot.robot.call.queue import CallItem, CallQueue, QueueFull
+from callbot.robot.scenario.intents import IntentMatcher, normalize
+from callbot.resources import prompts_dir
+from callbot.robot.scenario.loader import ScenarioError, bundled_scenario, load_scenario
+from callbot.robot.call.states import TRANSITIONS, CallState, CallStateMachine, IllegalTransition
 
 # ---- states -------------------------------------------------------------------------------
 
@@ -137,7 +138,7 @@ def test_greeting_prompt_is_long_enough_for_a_barge_in():
     import soundfile
 
     for lang in ("en", "fr"):
-        assert soundfile.info(str(default_prompts_dir() / lang / "16000" / "greeting.wav")).duration >= 6.0
+        assert soundfile.info(str(prompts_dir() / lang / "16000" / "greeting.wav")).duration >= 6.0
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -149,7 +150,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 def test_missing_file_and_every_other_error_are_reported_at_load_with_locations(tmp_path):
     audio = tmp_path / "audio"
     (audio / "16000").mkdir(parents=True)
-    shutil.copy(default_prompts_dir() / "en" / "16000" / "greeting.wav", audio / "16000" / "hello.wav")
+    shutil.copy(prompts_dir() / "en" / "16000" / "greeting.wav", audio / "16000" / "hello.wav")
     path = _write(tmp_path, """
 [scenario]
 language = "en"
@@ -205,8 +206,8 @@ def test_bad_toml_missing_file_and_wrong_types_are_clear(tmp_path):
 
 
 def test_reply_waits_for_the_final_after_speech_then_judges_it():
-    from audio_server.events import Final, SpeechShort, SpeechStarted
-    from robot.reply import ReplyCollector
+    from callbot.events import Final, SpeechShort, SpeechStarted
+    from callbot.robot.call.reply import ReplyCollector
 
     r = ReplyCollector(speed=1.0, final_wait_wall_s=2.0)
     match = IntentMatcher.for_language("en").match
@@ -226,8 +227,8 @@ def test_reply_waits_for_the_final_after_speech_then_judges_it():
 
 
 def test_speech_without_any_transcript_is_unknown_after_the_final_wait():
-    from audio_server.events import SpeechShort, SpeechStarted
-    from robot.reply import ReplyCollector
+    from callbot.events import SpeechShort, SpeechStarted
+    from callbot.robot.call.reply import ReplyCollector
 
     r = ReplyCollector(speed=10.0, final_wait_wall_s=1.5)
     r.feed(SpeechStarted(t=1.0), now=0.1)
@@ -238,9 +239,9 @@ def test_speech_without_any_transcript_is_unknown_after_the_final_wait():
 
 
 def test_classify_marks_barge_in_and_hangup_urgent_and_rejects_foreign_audio():
-    from audio_server.events import BargeIn, Final, to_json
-    from callbot.esl_protocol import EslEvent
-    from robot.call_queue import URGENT_KINDS, classify
+    from callbot.events import BargeIn, Final, to_json
+    from callbot.esl.protocol import EslEvent
+    from callbot.robot.call.queue import URGENT_KINDS, classify
 
     me, other = "0f8fad5b-d9cb-469f-a165-70867728950e", "1f8fad5b-d9cb-469f-a165-70867728950e"
 
@@ -263,7 +264,7 @@ def test_classify_marks_barge_in_and_hangup_urgent_and_rejects_foreign_audio():
 def test_a_prompt_that_is_not_a_mono_wav_at_the_rate_is_refused_at_load(tmp_path):
     audio = tmp_path / "audio" / "16000"
     audio.mkdir(parents=True)
-    shutil.copy(default_prompts_dir() / "en" / "8000" / "greeting.wav", audio / "hello.wav")
+    shutil.copy(prompts_dir() / "en" / "8000" / "greeting.wav", audio / "hello.wav")
     (audio / "junk.wav").write_bytes(b"not audio at all")
     path = _write(tmp_path, '[scenario]\nlanguage = "en"\nstart = "a"\naudio_dir = "audio"\n'
                             '[steps.a]\nprompt = "hello.wav"\nnext = "b"\n'
@@ -277,7 +278,7 @@ def test_a_prompt_that_is_not_a_mono_wav_at_the_rate_is_refused_at_load(tmp_path
 
 
 def test_timeline_dates_each_clock_in_call_seconds_and_robot_rows_never_before_their_cause():
-    from robot.timeline import Timeline
+    from callbot.robot.call.timeline import Timeline
 
     wall = [99.9]
     tl = Timeline(speed=10.0, clock=lambda: wall[0])

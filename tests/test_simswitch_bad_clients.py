@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from callbot.config import SimSwitchSettings
-from callbot.esl_protocol import AUTH_REQUEST, DISCONNECT_NOTICE
-from simswitch import SimSwitch
+from callbot.esl.protocol import AUTH_REQUEST, DISCONNECT_NOTICE
+from callbot.simswitch import SimSwitch
 from simswitch_testkit import RawEsl
 
 NOT_FOUND = b"Content-Type: command/reply\nReply-Text: -ERR command not found\n\n"

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from simswitch import SimSwitch
-from simswitch.wavs import load_pcm
+from callbot.simswitch import SimSwitch
+from callbot.simswitch.media.wavs import load_pcm
 from simswitch_testkit import FIXTURES, RawEsl, RecordingWsServer, named
 
 SPEED = 20.0

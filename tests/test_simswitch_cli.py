@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from callbot.cli import main
+from callbot.app.cli import main
 
 
 def test_simswitch_help_and_bad_speed():

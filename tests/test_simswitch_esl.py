@@ -9,8 +9,8 @@ import gevent
 import greenswitch
 import pytest
 
-from callbot.esl_protocol import AUTH_REQUEST, DISCONNECT_NOTICE, parse_event, to_reply
-from simswitch import SimSwitch, SimSwitchThread
+from callbot.esl.protocol import AUTH_REQUEST, DISCONNECT_NOTICE, parse_event, to_reply
+from callbot.simswitch import SimSwitch, SimSwitchThread
 from simswitch_testkit import RawEsl, named
 
 BOGUS = "00000000-0000-0000-0000-000000000000"

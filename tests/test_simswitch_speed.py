@@ -13,15 +13,14 @@ import uuid as uuidlib
 
 import pytest
 
+from callbot.audio_server import server as server_mod
 from callbot.config import Settings
-from simswitch import SimSwitch
+from callbot.simswitch import SimSwitch
 from simswitch_testkit import FIXTURES, RawEsl, named
 
-server_mod = pytest.importorskip("audio_server.server", reason="the audio server is not in the tree yet")
 VOICE = FIXTURES / "long_reply.wav"  # speech 1.51–5.72 s: a barge-in is due near 3.0 s
 PROMPT = FIXTURES / "long_reply_8k.wav"  # 8 s: long enough to be interrupted
 DECISIONS = {"speech_started", "speech_short", "barge_in", "speech_stopped", "stream_gap"}
-pytestmark = pytest.mark.skipif(not (VOICE.exists() and PROMPT.exists()), reason="call fixtures missing")
 
 
 async def call_once(speed: float) -> dict:

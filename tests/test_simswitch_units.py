@@ -6,13 +6,13 @@ import struct
 
 import pytest
 
-from callbot.esl_protocol import EslEvent
-from simswitch.argsplit import split_args
-from simswitch.callees import DialError, parse_dial
-from simswitch.clock import SimClock
-from simswitch.playback import PromptQueue
-from simswitch.subscriptions import Subscription
-from simswitch.ws_frames import (
+from callbot.esl.protocol import EslEvent
+from callbot.simswitch.esl.argsplit import split_args
+from callbot.simswitch.calls.callees import DialError, parse_dial
+from callbot.simswitch.clock import SimClock
+from callbot.simswitch.media.playback import PromptQueue
+from callbot.simswitch.esl.subscriptions import Subscription
+from callbot.simswitch.media.ws_frames import (
     OP_BINARY, OP_CLOSE, OP_TEXT, WsError, WsFrameParser, encode_frame, extra_headers, handshake_ok,
     handshake_request,
     parse_ws_url,

@@ -7,7 +7,7 @@ import json
 from click.testing import CliRunner
 from stt_model import shared_engine
 
-from callbot.cli import main
+from callbot.app.cli import main
 
 
 def test_stt_bench_prints_one_json_report() -> None:

@@ -12,12 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from stt_model import shared_engine
 
-from audio_server.events import Final, Partial
-from audio_server.metrics import SttMetrics, start_metrics_server
-from audio_server.stt_bench import Fixture, StreamRun, drive_stream
-from audio_server.stt_engine import SttEngine, SttModelError
-from audio_server.stt_stage import DecodeJob
-from audio_server.stt_text import normalise
+from callbot.events import Final, Partial
+from callbot.audio_server.metrics import SttMetrics, start_metrics_server
+from callbot.audio_server.bench.stt import Fixture, StreamRun, drive_stream
+from callbot.audio_server.stt.engine import SttEngine, SttModelError
+from callbot.audio_server.stt.stage import DecodeJob
+from callbot.audio_server.stt.text import normalise
 from callbot.config import Settings, SttSettings
 
 
@@ -150,7 +150,7 @@ def test_unknown_language_is_a_clear_error() -> None:
 
 
 def test_to_model_audio_upsamples_8k() -> None:
-    from audio_server.stt_engine import to_model_audio
+    from callbot.audio_server.stt.engine import to_model_audio
 
     tone = (10000 * np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000)).astype(np.int16)
     out = to_model_audio(tone, 8000)

@@ -12,9 +12,9 @@ import asyncio
 from prometheus_client import CollectorRegistry
 from stt_model import shared_engine
 
-from audio_server.events import BargeIn, Final
-from audio_server.metrics import SttMetrics
-from audio_server.stt_bench import Fixture, run_streams
+from callbot.events import BargeIn, Final
+from callbot.audio_server.metrics import SttMetrics
+from callbot.audio_server.bench.stt import Fixture, run_streams
 from callbot.config import Settings
 
 PLAYLIST = ("long_reply", "two_short", "pauses_2500ms", "long_reply", "backchannel", "short_yes", "long_reply",

@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from audio_server.stt_queue import DecodeQueue
-from audio_server.stt_stage import DecodeJob
+from callbot.audio_server.stt.queue import DecodeQueue
+from callbot.audio_server.stt.stage import DecodeJob
 
 _seq = iter(range(1, 10_000))
 

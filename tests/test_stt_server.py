@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from audio_server.events import BargeIn, Final, Partial, parse_event
-from audio_server.server import AudioServer
-from audio_server.stream_client import read_wav, stream_pcm, stream_url
+from callbot.events import BargeIn, Final, Partial, parse_event
+from callbot.audio_server.server import AudioServer
+from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 from callbot.config import Settings
 from tests.stt_model import shared_engine
+from callbot.resources import demo_calls_dir
 
-FIXTURES = Path(__file__).parent / "fixtures" / "calls"
+FIXTURES = demo_calls_dir()
 
 
 def _stream(name: str, texts=(), speed: float = 4.0):

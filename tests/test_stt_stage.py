@@ -7,10 +7,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from audio_server.events import Final, Partial
-from audio_server.frames import Frame
-from audio_server.segments import SegmentAudio, SegmentClosed, SegmentOpened
-from audio_server.stt_stage import DecodeResult, SegmentTranscriber, prompt_from_text_frame
+from callbot.events import Final, Partial
+from callbot.audio_server.pipeline.frames import Frame
+from callbot.audio_server.pipeline.segments import SegmentAudio, SegmentClosed, SegmentOpened
+from callbot.audio_server.stt.stage import DecodeResult, SegmentTranscriber, prompt_from_text_frame
 from callbot.config import SttSettings
 
 RATE = 16000

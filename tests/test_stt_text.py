@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from audio_server.stt_text import LocalAgreement, TextFilter, clean_text
+from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text
 from callbot.config import SttSettings
 
 

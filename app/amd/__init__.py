@@ -1,0 +1,1 @@
+"""amd-report: answering-machine decisions over labelled fixtures, through the pipeline or full replays."""

@@ -1,0 +1,1 @@
+"""Answering-machine and beep detection: stages of the stream pipeline."""

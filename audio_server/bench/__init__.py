@@ -1,0 +1,1 @@
+"""Benchmarks of the audio server: pipeline cost, server streams per core, Whisper under load."""

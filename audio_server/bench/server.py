@@ -1,0 +1,89 @@
+"""Measure the whole audio server's CPU per frame (WebSocket included): a real server process, N streams.
+
+The server runs as a child process (``callbot audio-server --port 0``), so its CPU time is read
+from the kernel's accounting of children, apart from the clients that feed it. The CPU of a
+server that starts and stops with no stream is measured first and subtracted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
+
+SERVER = [sys.executable, "-c", "from callbot.app.cli import main; main()"]
+START_TIMEOUT_S = 30.0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wait_for_port(log_path: Path, proc: subprocess.Popen) -> int:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        for line in log_path.read_text().splitlines():
+            record = json.loads(line) if line.startswith("{") else {}
+            if record.get("msg") == "audio server listening":
+                return int(record["port"])
+        if proc.poll() is not None:
+            raise click.ClickException(f"the audio server exited with {proc.returncode}; see {log_path}")
+        time.sleep(0.05)
+    raise click.ClickException(f"the audio server did not listen within {START_TIMEOUT_S:g} s; see {log_path}")
+
+
+def _server_cpu(wavs: list[Path], streams: int, config: str | None) -> tuple[float, int, float]:
+    """Child CPU seconds, frames served and wall seconds for ``streams`` concurrent fixture streams."""
+    with tempfile.TemporaryDirectory() as tmp:
+        log_path = Path(tmp) / "server.log"
+        before = _children_cpu()
+        with open(log_path, "w") as log_file:
+            args = [*SERVER, *(["--config", config] if config else []), "--log-json", "audio-server", "--port", "0",
+                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1))]
+            proc = subprocess.Popen(args, stderr=log_file, stdout=subprocess.DEVNULL,
+                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            port = _wait_for_port(log_path, proc)
+            jobs = [read_wav(wavs[i % len(wavs)]) for i in range(streams)]
+
+            async def run() -> None:
+                await asyncio.gather(*(stream_pcm(stream_url(f"ws://127.0.0.1:{port}", rate=rate), samples, rate,
+                                                  speed=0.0, linger_s=60.0) for samples, rate in jobs))
+
+            wall = time.monotonic()
+            asyncio.run(run())
+            wall = time.monotonic() - wall
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        frames = sum(len(samples) // (rate // 50) for samples, rate in jobs)
+        return _children_cpu() - before, frames, wall
+
+
+def run_server_bench(fixtures: Path, streams: int, config: str | None = None) -> dict:
+    """µs of server CPU per 20 ms frame, WebSocket and logging included; streams per core at real time."""
+    wavs = sorted(fixtures.glob("*.wav"))
+    idle_cpu, _, _ = _server_cpu(wavs, 0, config)
+    cpu, frames, wall = _server_cpu(wavs, streams, config)
+    busy = max(cpu - idle_cpu, 1e-9)
+    return {
+        "streams": streams,
+        "frames": frames,
+        "wall_s": round(wall, 3),
+        "server_cpu_s": round(busy, 3),
+        "startup_cpu_s": round(idle_cpu, 3),
+        "us_per_frame": round(1e6 * busy / frames, 1),
+        "streams_per_core_realtime": round(frames / busy / 50),
+    }

@@ -1,0 +1,118 @@
+"""Voice activity per frame: webrtcvad (or Silero), guarded by the stream's noise floor, level and modulation.
+
+webrtcvad alone calls broadband noise, clicks and breaths speech. Three guards, all computed
+from the stream's own samples, keep such frames unvoiced:
+- the frame must stand ``noise_margin_db`` above the stream's noise-floor estimate and above
+  ``min_level_dbfs`` (low breaths, line hiss);
+- the frame level over the last ``modulation_window_ms`` must vary by ``min_modulation_db``:
+  speech is modulated by syllables, steady noise is not (noise that appears mid-stream stops
+  counting once the window is full of it, and the floor then rises to meet it).
+Isolated clicks pass these guards but are rejected by the segmenter's voiced-ratio rule.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Protocol
+
+import numpy as np
+import webrtcvad
+
+from callbot.audio_server.pipeline.frames import Frame
+from callbot.audio_server.pipeline.segments import FrameDecision
+from callbot.config import VadSettings
+
+SILENCE_DBFS = -100.0
+
+
+def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level of int16 samples in dB relative to full scale (``SILENCE_DBFS`` for zeros)."""
+    if not len(samples):
+        return SILENCE_DBFS
+    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    if power <= 0.0:
+        return SILENCE_DBFS
+    return max(SILENCE_DBFS, 10.0 * math.log10(power / 32768.0**2))
+
+
+class NoiseFloor:
+    """A running noise-level estimate in dBFS: drops fast to quieter frames, rises slowly on unvoiced ones."""
+
+    FALL = 0.3  # fraction of the way to a quieter frame per frame
+
+    def __init__(self, frame_ms: int, adapt_ms: int) -> None:
+        self._rise = min(1.0, frame_ms / max(adapt_ms, frame_ms))
+        self.dbfs: float | None = None
+
+    def update(self, level: float, voiced: bool) -> None:
+        """Fold one frame in. Voiced frames never raise the floor, so long speech cannot mask itself."""
+        if self.dbfs is None:
+            self.dbfs = level
+        elif level < self.dbfs:
+            self.dbfs += (level - self.dbfs) * self.FALL
+        elif not voiced:
+            self.dbfs += (level - self.dbfs) * self._rise
+
+
+class SpeechClassifier(Protocol):
+    """A backend's speech call on one frame; ``every_frame`` when it must see every frame (stateful)."""
+
+    every_frame: bool
+
+    def __call__(self, samples: np.ndarray) -> bool: ...
+
+
+class WebRtcClassifier:
+    """webrtcvad's speech/non-speech call on one frame (10, 20 or 30 ms at 8 or 16 kHz)."""
+
+    every_frame = False  # may skip frames the guards already reject
+
+    def __init__(self, rate: int, aggressiveness: int) -> None:
+        if not 0 <= aggressiveness <= 3:
+            raise ValueError(f"vad.aggressiveness={aggressiveness}: must be 0..3")
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self._rate = rate
+
+    def __call__(self, samples: np.ndarray) -> bool:
+        return self._vad.is_speech(samples.astype("<i2").tobytes(), self._rate)
+
+
+def speech_classifier(rate: int, settings: VadSettings) -> SpeechClassifier:
+    """The configured backend: ``webrtc`` (default) or ``silero`` (the model faster-whisper ships)."""
+    if settings.backend == "webrtc":
+        return WebRtcClassifier(rate, settings.aggressiveness)
+    if settings.backend == "silero":
+        from callbot.audio_server.pipeline.vad_silero import SileroClassifier
+
+        return SileroClassifier(rate, settings.silero_threshold)
+    raise ValueError(f"vad.backend={settings.backend!r}: use webrtc or silero")
+
+
+class Vad:
+    """Decides voiced/unvoiced for each frame of one stream (one instance per stream)."""
+
+    def __init__(self, rate: int, settings: VadSettings) -> None:
+        self._classify = speech_classifier(rate, settings)
+        self._settings = settings
+        self.noise = NoiseFloor(settings.frame_ms, settings.noise_adapt_ms)
+        window = max(1, settings.modulation_window_ms // settings.frame_ms)
+        self._levels: collections.deque[float] = collections.deque(maxlen=window)
+
+    def decide(self, frame: Frame) -> FrameDecision:
+        """The verdict on one frame; updates the noise floor and the modulation window."""
+        s = self._settings
+        level = level_dbfs(frame.samples)
+        self._levels.append(level)
+        floor = self.noise.dbfs if self.noise.dbfs is not None else level
+        guards = (
+            level >= s.min_level_dbfs
+            and level >= floor + s.noise_margin_db
+            and max(self._levels) - min(self._levels) >= s.min_modulation_db
+        )
+        # webrtcvad does better seeing only frames that pass the guards (its own noise model then
+        # does not learn the line hiss: measured on breaths and noisy onsets); Silero needs them all.
+        speech = self._classify(frame.samples) if guards or self._classify.every_frame else False
+        voiced = guards and speech
+        self.noise.update(level, voiced)
+        return FrameDecision(frame=frame, voiced=voiced, level_dbfs=level)

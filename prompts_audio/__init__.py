@@ -1,0 +1,1 @@
+"""The bundled prompt recordings: <language>/<rate>/<name>.wav, the default `[prompts] dir`."""

@@ -1,0 +1,1 @@
+"""One call: its states, its events, its record and timeline."""

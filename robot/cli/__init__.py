@@ -1,0 +1,1 @@
+"""The robot's subcommands: call and check."""

@@ -1,0 +1,1 @@
+"""The robot's Event Socket client (greenswitch, subclassed), its commands and event routing."""

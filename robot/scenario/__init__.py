@@ -1,0 +1,1 @@
+"""Scenarios: the declarative call script in TOML, its intents, and the bundled examples."""

@@ -1,0 +1,1 @@
+"""simswitch-load: what the emulator itself costs."""

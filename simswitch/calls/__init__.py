@@ -1,0 +1,1 @@
+"""Simulated channels and callees, their CDR and ground truth."""

@@ -1,0 +1,333 @@
+"""One emulated call leg: ringing, answer, park, prompts, the audio stream, hangup, on 20 ms ticks.
+
+All timing is on the switch's global media tick grid (virtual time ``n x 20 ms``): the answer
+happens on a tick, so call time 0 is a tick and the callee's sample ``k x 20 ms x rate`` goes out
+on call tick ``k``. Every tick does, in order: deliver server text frames that arrived since the
+previous tick (``::json``/``::play``), advance the prompt queue (a ``uuid_break`` ends the file
+here, on the next frame after it arrived), then capture and send this tick's audio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid as uuidlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from callbot.simswitch.calls.callees import CalleeSpec
+from callbot.simswitch.calls.cdr import cdr_variables
+from callbot.simswitch.clock import MEDIA_TICK_S
+from callbot.simswitch.media.playback import PLAY_RATE, Prompt, PromptQueue
+from callbot.simswitch.calls.truth import CallTruth
+from callbot.simswitch.media.wavs import WavError, load_pcm
+
+if TYPE_CHECKING:
+    from callbot.simswitch.media.audio_stream import AudioStream
+    from callbot.simswitch.server import SimSwitch
+
+log = logging.getLogger(__name__)
+
+Q850 = {"NORMAL_CLEARING": "16", "USER_BUSY": "17", "NO_USER_RESPONSE": "18", "NO_ANSWER": "19",
+        "CALL_REJECTED": "21", "UNALLOCATED_NUMBER": "1", "NO_ROUTE_DESTINATION": "3",
+        "NORMAL_TEMPORARY_FAILURE": "41", "ORIGINATOR_CANCEL": "487", "MANAGER_REQUEST": "0"}
+_STATES = {"CS_INIT": "2", "CS_ROUTING": "3", "CS_EXECUTE": "4", "CS_HANGUP": "10", "CS_REPORTING": "11",
+           "CS_DESTROY": "12"}
+
+
+class Channel:
+    """An outbound leg to a simulated callee."""
+
+    def __init__(self, switch: "SimSwitch", uuid: str, spec: CalleeSpec, variables: dict[str, str],
+                 dial: str, timeout_s: float) -> None:
+        self.switch = switch
+        self.uuid = uuid
+        self.spec = spec
+        self.name = dial.split("?", 1)[0]
+        now = switch.clock.now()
+        self.created_vt = now
+        self.created_us = switch.clock.epoch_us(now)
+        self.answered_us = 0
+        self.hangup_us = 0
+        self.answer_vt = now + spec.answer_delay_s
+        self.timeout_vt = now + timeout_s
+        self.answered_tick: int | None = None
+        self.state, self.call_state, self.answer_state = "CS_INIT", "DOWN", "ringing"
+        self.hangup_cause: str | None = None
+        self.hungup = False
+        self.teardown_pending = False
+        self.parked = False
+        self.application = ""
+        self.application_data = ""
+        self.truth = CallTruth(uuid, now)
+        s = switch.settings
+        self.prompts = PromptQueue(max_queue=s.max_queued_prompts, max_wav_s=s.max_wav_s)
+        self.stream: AudioStream | None = None
+        self.result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.speech = self._sidecar_speech(spec.wav)
+        self._pcm: dict[int, np.ndarray] = {}
+        self.variables: dict[str, str] = {
+            "direction": "outbound", "is_outbound": "true", "session_id": str(switch.next_session_id()),
+            "read_codec": "L16", "read_rate": str(PLAY_RATE), "write_codec": "L16", "write_rate": str(PLAY_RATE),
+            "channel_name": self.name, "uuid": uuid, "call_uuid": uuid, **variables,
+            "originate_early_media": "false", "originate_endpoint": "fixture",
+        }
+
+    @staticmethod
+    def _sidecar_speech(wav: Path | None) -> list[list[float]]:
+        """Speech intervals from the fixture's sidecar (call seconds), for the truth of breaks."""
+        if wav is None:
+            return []
+        try:
+            data = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
+            return [[float(a), float(b)] for a, b in data.get("speech", [])]
+        except (OSError, ValueError, TypeError, AttributeError):
+            return []
+
+    # ---- events and truth -------------------------------------------------------------------
+
+    def data_headers(self) -> list[tuple[str, str]]:
+        """switch_channel_event_set_basic_data + the caller profile, in FreeSWITCH's order."""
+        h = [("Channel-State", self.state), ("Channel-Call-State", self.call_state),
+             ("Channel-State-Number", _STATES.get(self.state, "4")), ("Channel-Name", self.name),
+             ("Unique-ID", self.uuid), ("Call-Direction", "outbound"), ("Presence-Call-Direction", "outbound"),
+             ("Channel-HIT-Dialplan", "true" if self.parked else "false"), ("Channel-Call-UUID", self.uuid),
+             ("Answer-State", self.answer_state)]
+        if self.hangup_cause:
+            h.append(("Hangup-Cause", self.hangup_cause))
+        h += [("Channel-Read-Codec-Name", "L16"), ("Channel-Read-Codec-Rate", str(PLAY_RATE)),
+              ("Channel-Read-Codec-Bit-Rate", "128000"), ("Channel-Write-Codec-Name", "L16"),
+              ("Channel-Write-Codec-Rate", str(PLAY_RATE)), ("Channel-Write-Codec-Bit-Rate", "128000"),
+              ("Caller-Direction", "outbound"), ("Caller-Logical-Direction", "outbound"),
+              ("Caller-Dialplan", "xml"), ("Caller-Caller-ID-Name", self.variables.get("origination_caller_id_name", "Outbound Call")),
+              ("Caller-Caller-ID-Number", self.variables.get("origination_caller_id_number", "0000000000")),
+              ("Caller-Orig-Caller-ID-Number", "0000000000"), ("Caller-Callee-ID-Name", "Outbound Call"),
+              ("Caller-Callee-ID-Number", self.spec.destination),
+              ("Caller-ANI", "0000000000"), ("Caller-Destination-Number", self.spec.destination),
+              ("Caller-Unique-ID", self.uuid), ("Caller-Source", "mod_simswitch"), ("Caller-Context", "default"),
+              ("Caller-Channel-Name", self.name), ("Caller-Profile-Index", "1"),
+              ("Caller-Profile-Created-Time", str(self.created_us)),
+              ("Caller-Channel-Created-Time", str(self.created_us)),
+              ("Caller-Channel-Answered-Time", str(self.answered_us)),
+              ("Caller-Channel-Progress-Time", str(self.created_us)), ("Caller-Channel-Progress-Media-Time", "0"),
+              ("Caller-Channel-Hangup-Time", str(self.hangup_us)), ("Caller-Channel-Transfer-Time", "0"),
+              ("Caller-Channel-Resurrect-Time", "0"), ("Caller-Channel-Bridged-Time", "0"),
+              ("Caller-Channel-Last-Hold", "0"), ("Caller-Channel-Hold-Accum", "0"),
+              ("Caller-Screen-Bit", "true"), ("Caller-Privacy-Hide-Name", "false"),
+              ("Caller-Privacy-Hide-Number", "false")]
+        return h
+
+    def fire(self, name: str, *, pre: Any = (), post: Any = (), body: str | None = None,
+             subclass: str | None = None, vt: float | None = None) -> None:
+        """Create, publish and record one event about this channel."""
+        event = self.switch.events.make(name, self, subclass=subclass, pre=pre, post=post, body=body, at=vt)
+        self.switch.publish(event)
+        self.record("event", vt, name=name, subclass=subclass)
+
+    def fire_custom(self, subclass: str, body: str, vt: float | None = None) -> None:
+        self.fire("CUSTOM", subclass=subclass, body=body, vt=vt)
+
+    def record(self, kind: str, vt: float | None = None, **fields: Any) -> None:
+        self.truth.record(kind, self.switch.clock.now() if vt is None else vt, **fields)
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """CHANNEL_CREATE, then ringing (CHANNEL_PROGRESS)."""
+        self.fire("CHANNEL_CREATE")
+        self.state, self.call_state = "CS_ROUTING", "RINGING"
+        self.fire("CHANNEL_PROGRESS")
+
+    def _answer(self, tick: int) -> None:
+        vt = tick * MEDIA_TICK_S
+        self.answered_tick = tick
+        self.truth.answered_at_virtual = vt
+        self.answered_us = self.switch.clock.epoch_us(vt)
+        self.state, self.call_state, self.answer_state = "CS_EXECUTE", "ACTIVE", "answered"
+        self.variables.update(endpoint_disposition="ANSWER", answer_epoch=str(self.answered_us // 1_000_000),
+                              answer_uepoch=str(self.answered_us))
+        self.fire("CHANNEL_ANSWER", vt=vt)
+        if not self.result.done():
+            self.result.set_result(f"+OK {self.uuid}\n")
+        asyncio.get_running_loop().call_soon(self._park)  # after the originate's BACKGROUND_JOB
+
+    def _app_headers(self, app: str, data: str, response: str | None = None) -> list[tuple[str, str]]:
+        h = [("Application", app)] + ([("Application-Data", data)] if data else [])
+        if response is not None:
+            h.append(("Application-Response", response))
+        return h + [("Application-UUID", str(uuidlib.uuid4()))]
+
+    def _set_app(self, app: str, data: str) -> None:
+        self.application, self.application_data = app, data
+        self.variables.pop("current_application_response", None)
+        if data:
+            self.variables["current_application_data"] = data
+        self.variables["current_application"] = app
+
+    def _park(self) -> None:
+        if self.hungup:
+            return
+        self._set_app("park", "")
+        self.fire("CHANNEL_EXECUTE", post=self._app_headers("park", ""))
+        self.parked = True
+        self.fire("CHANNEL_PARK")
+
+    def hangup(self, cause: str, who: str, vt: float | None = None) -> None:
+        """Hang up (idempotent): CHANNEL_HANGUP and the WebSocket close now, the rest on the next tick."""
+        if self.hungup:
+            return
+        vt = self.switch.clock.now() if vt is None else vt
+        self.hungup = True
+        self.hangup_cause = cause
+        self.hangup_us = self.switch.clock.epoch_us(vt)
+        self.state, self.answer_state = "CS_HANGUP", "hangup"
+        self.variables.update(hangup_cause=cause, hangup_cause_q850=Q850.get(cause, "0"))
+        self.fire("CHANNEL_HANGUP", vt=vt)
+        self.record("hangup", vt, cause=cause, who=who)
+        if self.stream is not None:
+            self.stream.hangup()  # the WebSocket closes now; the bug goes with the session, below
+        if not self.result.done():
+            self.result.set_result(f"-ERR {cause}\n")
+        self.teardown_pending = True  # the rest comes on the next media tick, as on the real switch
+
+    def finish_hangup(self, vt: float | None = None) -> None:
+        """Second half of a hangup: playback and park end, bug removed, HANGUP_COMPLETE, DESTROY."""
+        if not self.teardown_pending:
+            return
+        self.teardown_pending = False
+        vt = self.switch.clock.now() if vt is None else vt
+        cur = self.prompts.stop_for_hangup()
+        if cur is not None:
+            self._prompt_stopped(cur, vt, response="PLAYBACK ERROR")
+        if self.parked:
+            self.fire("CHANNEL_UNPARK", vt=vt)
+            self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("park", "", "_none_"), vt=vt)
+        if self.stream is not None:
+            self.stream.detach()
+        self.state, self.call_state = "CS_REPORTING", "HANGUP"
+        self.variables.update(cdr_variables(self.created_us, self.created_us, self.answered_us, self.hangup_us,
+                                            self.variables.get("current_application", ""),
+                                            self.variables.get("current_application_data", "")))
+        self.fire("CHANNEL_HANGUP_COMPLETE", pre=[("Hangup-Cause", self.hangup_cause or "")], vt=vt)
+        self.state = "CS_DESTROY"
+        self.fire("CHANNEL_DESTROY", vt=vt)
+        self.switch.on_channel_gone(self)
+
+    # ---- the media tick ---------------------------------------------------------------------
+
+    def on_tick(self, tick: int) -> None:
+        """One 20 ms media frame at virtual time ``tick x 20 ms``."""
+        vt = tick * MEDIA_TICK_S
+        if self.hungup:
+            self.finish_hangup(vt)
+            return
+        if self.answered_tick is None:
+            if vt + 1e-9 >= self.timeout_vt:
+                self.hangup("NO_ANSWER", "timeout", vt)
+            elif self.spec.answers and vt + 1e-9 >= self.answer_vt:
+                if self.spec.reject_cause:
+                    self.hangup(self.spec.reject_cause, "callee", vt)
+                else:
+                    self._answer(tick)  # and this tick carries the callee's first 20 ms
+            if self.answered_tick is None:
+                return
+        k = tick - self.answered_tick
+        stream = self.stream
+        if stream is not None:
+            for arrived, text in stream.deliver_texts(vt):
+                body = stream.play_file(text)
+                sub = "mod_audio_stream::play" if body is not None else "mod_audio_stream::json"
+                self.fire_custom(sub, body if body is not None else text, vt=vt)
+                self.record("stream_text", vt, text=text, arrived_t=self.truth.call_time(arrived),
+                            delivered_t=self.truth.call_time(vt), subclass=sub)
+        for kind, prompt in self.prompts.tick(vt):
+            getattr(self, f"_prompt_{kind}")(prompt, vt)
+        if stream is None or not stream.bug_attached:
+            self.prompts.write_frame(None)  # the prompt plays on, nobody taps it
+        else:
+            write = self.prompts.write_frame(None if stream.mix == "mono" else stream.rate)
+            if stream.started_tick is None:
+                stream.started_tick = k
+                self.record("stream_started", vt, mix=stream.mix, rate=stream.rate)
+            stream.on_media(self.callee_frame(stream.rate, k), write)
+        t = k * MEDIA_TICK_S
+        if self.spec.hangup_after_s is not None and t + 1e-9 >= self.spec.hangup_after_s:
+            self.hangup(self.spec.hangup_cause, "callee", vt)
+        elif self.spec.hangup_at_end and self.spec.wav is not None and k * (PLAY_RATE // 50) >= len(
+                self.callee_pcm(PLAY_RATE)):
+            self.hangup(self.spec.hangup_cause, "callee", vt)
+
+    def callee_pcm(self, rate: int) -> np.ndarray:
+        """The callee's whole voice at ``rate`` (loaded once per call and rate; silence if unreadable)."""
+        pcm = self._pcm.get(rate)
+        if pcm is None:
+            pcm = np.zeros(0, np.int16)
+            if self.spec.wav is not None:
+                try:
+                    pcm = load_pcm(self.spec.wav, rate, self.switch.settings.max_wav_s)
+                except WavError as exc:
+                    log.warning("callee WAV unreadable: the callee is silent", extra={"call": self.uuid,
+                                                                                     "error": str(exc)})
+            self._pcm[rate] = pcm
+        return pcm
+
+    def callee_frame(self, rate: int, k: int) -> np.ndarray:
+        """Call tick ``k`` of the callee's voice at ``rate`` (silence after the WAV ends)."""
+        n = rate // 50
+        chunk = self.callee_pcm(rate)[k * n:(k + 1) * n]
+        if len(chunk) < n:
+            chunk = np.concatenate([chunk, np.zeros(n - len(chunk), np.int16)])
+        return chunk
+
+    # ---- prompts ----------------------------------------------------------------------------
+
+    def _prompt_start(self, p: Prompt, vt: float) -> None:
+        self._set_app("playback", p.path)
+        self.variables.update(current_loop="1", total_loops="1")
+        self.fire("CHANNEL_EXECUTE", post=self._app_headers("playback", p.path), vt=vt)
+        self.fire("PLAYBACK_START", post=[("Playback-File-Path", p.path)], vt=vt)
+        self.record("playback_start", vt, file=p.path)
+
+    def _prompt_stop(self, p: Prompt, vt: float) -> None:
+        self._prompt_stopped(p, vt, response="FILE PLAYED")
+        self.application, self.application_data = "park", ""
+
+    def _prompt_stopped(self, p: Prompt, vt: float, response: str) -> None:
+        samples = p.played_samples
+        self.variables.update(playback_last_offset_pos=str(samples), playback_seconds=str(samples // PLAY_RATE),
+                              playback_ms=str(p.played_ms), playback_samples=str(samples))
+        self.fire("PLAYBACK_STOP", post=[("Playback-File-Path", p.path), ("Playback-Status", p.status or "done")],
+                  vt=vt)
+        self.variables["current_application_response"] = response
+        self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("playback", p.path, response), vt=vt)
+        self.record("playback_stop", vt, file=p.path, status=p.status, played_ms=p.played_ms)
+
+    def _prompt_missing(self, p: Prompt, vt: float) -> None:
+        self._set_app("playback", p.path)
+        self.fire("CHANNEL_EXECUTE", post=self._app_headers("playback", p.path), vt=vt)
+        self.variables["current_application_response"] = "FILE NOT FOUND"
+        self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("playback", p.path, "FILE NOT FOUND"), vt=vt)
+        self.record("playback_missing", vt, file=p.path, error=p.error)
+
+    def broadcast(self, path: str) -> bool:
+        """Queue a prompt; it starts after the dequeue latency, on a tick."""
+        return self.prompts.enqueue(path, self.switch.clock.now() + self.switch.settings.broadcast_start_ms / 1000)
+
+    def break_playback(self, flush: bool) -> None:
+        """``uuid_break [all]``: recorded with what was playing and whether the callee was speaking."""
+        vt = self.switch.clock.now()
+        cur = self.prompts.request_break(flush, vt)
+        t = self.truth.call_time(vt)
+        in_speech = next((s for s in self.speech if t is not None and s[0] <= t <= s[1]), None)
+        self.record("break_received", vt, all=flush, playing=cur is not None,
+                    file=cur.path if cur else None, elapsed_ms=cur.played_ms if cur else None,
+                    callee_speech=in_speech)
+
+    def on_stream_detached(self, stream: "AudioStream") -> None:
+        if self.stream is stream:
+            self.stream = None
+        self.fire("MEDIA_BUG_STOP", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])
+        self.record("stream_stopped", samples=stream.samples_sent)

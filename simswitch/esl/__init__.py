@@ -1,0 +1,1 @@
+"""simswitch's Event Socket server: connections, subscriptions, events and API commands."""

@@ -1,0 +1,293 @@
+"""The ``api``/``bgapi`` commands simswitch implements, with FreeSWITCH's exact reply strings.
+
+Each command returns the api body (``api/response`` text, or the BACKGROUND_JOB body). An empty
+string becomes ``-ERR no reply`` when framed, as in mod_event_socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid as uuidlib
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from callbot.simswitch.esl.argsplit import split_args
+from callbot.simswitch.media.audio_stream import AudioStream
+from callbot.simswitch.calls.callees import DialError, parse_dial
+from callbot.simswitch.calls.channel import Q850, Channel
+from callbot.simswitch.media.ws_frames import parse_ws_url
+
+if TYPE_CHECKING:
+    from callbot.simswitch.server import SimSwitch
+
+log = logging.getLogger(__name__)
+
+VERSION = "1.10.12-release"
+STREAM_USAGE = ("-USAGE: <uuid> [start | stop | send_text | pause | resume | graceful-shutdown ] "
+                "[wss-url | path] [mono | mixed | stereo] [8000 | 16000] [metadata]\n")
+ORIGINATE_USAGE = ("-USAGE: <call url> <exten>|&<application_name>(<app_args>) [<dialplan>] [<context>] "
+                   "[<cid_name>] [<cid_num>] [<timeout_sec>]\n")
+STREAM_FAIL = "-ERR Operation Failed\n"
+NO_CHANNEL = "-ERR No such channel!\n"
+SHOW_COLUMNS = ("uuid,direction,created,created_epoch,name,state,cid_name,cid_num,ip_addr,dest,application,"
+                "application_data,dialplan,context,read_codec,read_rate,read_bit_rate,write_codec,write_rate,"
+                "write_bit_rate,secure,hostname,presence_id,presence_data,accountcode,callstate,callee_name,"
+                "callee_num,callee_direction,call_uuid,sent_callee_name,sent_callee_num,initial_cid_name,"
+                "initial_cid_num,initial_ip_addr,initial_dest,initial_dialplan,initial_context").split(",")
+_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
+_CAUSE = re.compile(r"^[A-Z_]{2,40}$")
+
+
+def parse_originate_vars(text: str) -> dict[str, str]:
+    """``a=1,b='x,y'`` → dict; single quotes protect commas."""
+    out: dict[str, str] = {}
+    for part in re.findall(r"(?:[^,']|'[^']*')+", text):
+        key, sep, value = part.partition("=")
+        if sep and key.strip():
+            out[key.strip()] = value.strip().strip("'")
+    return out
+
+
+def _closing_brace(text: str) -> int:
+    """Index of the ``}`` that ends a leading ``{vars}`` block, nesting counted (switch_find_end_paren)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+class ApiCommands:
+    """Dispatch ``<cmd> <args>`` to a handler; every handler is async and returns the body."""
+
+    def __init__(self, switch: "SimSwitch") -> None:
+        self.switch = switch
+        self.handlers: dict[str, Callable[[str], Awaitable[str]]] = {
+            "status": self.status, "version": self.version, "module_exists": self.module_exists,
+            "originate": self.originate, "uuid_broadcast": self.uuid_broadcast, "uuid_break": self.uuid_break,
+            "uuid_kill": self.uuid_kill, "uuid_exists": self.uuid_exists, "uuid_getvar": self.uuid_getvar,
+            "hupall": self.hupall, "show": self.show, "uuid_audio_stream": self.uuid_audio_stream,
+        }
+
+    async def execute(self, cmd: str, args: str) -> str:
+        """Run one command, record it in the call's truth, then fire the API event."""
+        handler = self.handlers.get(cmd)
+        first = args.split(" ", 1)[0]
+        channel = self.switch.calls.get(first)
+        if channel is not None:
+            channel.record("command", line=f"{cmd} {args}".strip())
+        if handler is None:
+            body = f"-ERR {cmd} Command not found!\n"
+        else:
+            body = await handler(args)
+        post = [("API-Command", cmd)] + ([("API-Command-Argument", args)] if args else [])
+        self.switch.publish(self.switch.events.make("API", post=post))
+        return body
+
+    def _live(self, uuid: str) -> Channel | None:
+        """A channel that is up (a hung-up one finishing its teardown counts as gone)."""
+        channel = self.switch.live.get(uuid)
+        return None if channel is None or channel.hungup else channel
+
+    # ---- switch-level -----------------------------------------------------------------------
+
+    async def status(self, args: str) -> str:
+        us = int(self.switch.clock.now() * 1_000_000)
+        parts, rest = [], us
+        for unit, size in (("microseconds", 1000), ("milliseconds", 1000), ("seconds", 60), ("minutes", 60),
+                           ("hours", 24), ("days", 365)):
+            rest, v = divmod(rest, size)
+            parts.append(f"{v} {unit[:-1] if v == 1 else unit}")
+        parts.append(f"{rest} {'year' if rest == 1 else 'years'}")
+        s = self.switch
+        live, total, peak = len(s.live), s.sessions_since_start, s.peak_sessions
+        return (f"UP {', '.join(reversed(parts))}\nFreeSWITCH (Version {VERSION}  64bit) is ready\n"
+                f"{total} session(s) since startup\n{live} session(s) - peak {peak}, last 5min {peak} \n"
+                f"0 session(s) per Sec out of max 30, peak {peak}, last 5min {peak} \n"
+                f"{s.settings.max_calls} session(s) max\nmin idle cpu 0.00/99.00\n"
+                "Current Stack Size/Max 240K/8192K\n")
+
+    async def version(self, args: str) -> str:
+        return f"FreeSWITCH Version {VERSION}~64bit ( 64bit)\n"
+
+    async def module_exists(self, args: str) -> str:
+        return "true" if args.strip() in ("mod_audio_stream", "mod_commands", "mod_event_socket",
+                                          "mod_dptools") else "false"
+
+    # ---- originate --------------------------------------------------------------------------
+
+    async def originate(self, args: str) -> str:
+        argv = split_args(args, 7)
+        if len(argv) < 2:
+            return ORIGINATE_USAGE
+        url, app = argv[0], argv[1]
+        variables: dict[str, str] = {}
+        if url.startswith("{"):
+            end = _closing_brace(url)
+            if end == -1:
+                return "-ERR INVALID_URL\n"
+            variables, url = parse_originate_vars(url[1:end]), url[end + 1:]
+        s = self.switch
+        try:
+            spec = parse_dial(url, variables, s.fixtures_dir, s.settings.answer_delay_ms)
+        except DialError as exc:
+            log.warning("originate refused", extra={"dial": url, "reason": str(exc)})
+            return f"-ERR {exc.cause}\n"
+        if spec.fail_cause:
+            return f"-ERR {spec.fail_cause}\n"
+        if app not in ("&park()", "&park", "park"):
+            log.warning("only &park() is emulated", extra={"app": app})
+            return "-ERR DESTINATION_OUT_OF_ORDER\n"
+        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
+        if not _ID.match(uuid) or uuid in s.calls:
+            log.warning("bad or duplicate origination_uuid", extra={"uuid": uuid[:80]})
+            return "-ERR NORMAL_TEMPORARY_FAILURE\n"
+        if len(s.live) >= s.settings.max_calls:
+            return "-ERR SWITCH_CONGESTION\n"
+        timeout = 60.0
+        if len(argv) >= 7 and argv[6].isdigit() and int(argv[6]) > 0:
+            timeout = float(argv[6])
+        ot = variables.get("originate_timeout", "")
+        if ot.isdigit() and int(ot) > 0:
+            timeout = float(ot)
+        channel = Channel(s, uuid, spec, variables, url, timeout)
+        s.add_channel(channel)
+        channel.start()
+        return await channel.result
+
+    # ---- per call ---------------------------------------------------------------------------
+
+    async def uuid_broadcast(self, args: str) -> str:
+        argv = split_args(args, 3)
+        if len(argv) < 2:
+            return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
+        channel = self._live(argv[0])
+        if channel is None:
+            return "-ERR invalid uuid\n"
+        path = argv[1].removeprefix("playback::")
+        if not channel.broadcast(path):
+            return "-ERR queue full\n"
+        return "+OK Message sent\n"
+
+    def _with_channel(self, args: str, min_args: int, usage: str,
+                      action: Callable[[Channel, list[str]], str]) -> str:
+        """The common shape of ``uuid_*`` commands: usage check, channel lookup, then the action."""
+        argv = args.split()
+        if len(argv) < min_args:
+            return f"-USAGE: {usage}\n"
+        channel = self._live(argv[0])
+        return NO_CHANNEL if channel is None else action(channel, argv)
+
+    async def uuid_break(self, args: str) -> str:
+        def act(channel: Channel, argv: list[str]) -> str:
+            channel.break_playback(flush=len(argv) > 1 and argv[1] == "all")
+            return "+OK\n"
+        return self._with_channel(args, 1, "<uuid> [all]", act)
+
+    async def uuid_kill(self, args: str) -> str:
+        def act(channel: Channel, argv: list[str]) -> str:
+            cause = argv[1].upper() if len(argv) > 1 and argv[1].upper() in Q850 else "NORMAL_CLEARING"
+            channel.hangup(cause, "robot")
+            return "+OK\n"
+        return self._with_channel(args, 1, "<uuid> [cause]", act)
+
+    async def uuid_exists(self, args: str) -> str:
+        return "true" if self._live(args.strip()) is not None else "false"
+
+    async def uuid_getvar(self, args: str) -> str:
+        return self._with_channel(args, 2, "<uuid> <var> [<timeout>]",
+                                  lambda channel, argv: channel.variables.get(argv[1], "_undef_"))
+
+    async def hupall(self, args: str) -> str:
+        argv = args.split()
+        cause = argv[0].upper() if argv and _CAUSE.match(argv[0].upper()) and argv[0].upper() in Q850 \
+            else "MANAGER_REQUEST"
+        var, val = (argv[1], argv[2]) if len(argv) >= 3 else (None, None)
+        for channel in list(self.switch.live.values()):
+            if var is None or channel.variables.get(var) == val:
+                channel.hangup(cause, "hupall")
+        if var is not None:
+            return f"+OK hangup all channels matching [{var}]=[{val}] with cause: {cause}\n"
+        return f"+OK hangup all channels with cause {cause}\n"
+
+    async def show(self, args: str) -> str:
+        argv = args.split()
+        if not argv or argv[0] != "channels":
+            return "-USAGE: channels [as json]\n"
+        rows = [self._show_row(c) for c in self.switch.live.values()]
+        if len(argv) >= 3 and argv[1] == "as" and argv[2] == "json":
+            if not rows:
+                return '{"row_count": 0}\n'
+            return json.dumps({"row_count": len(rows), "rows": rows}) + "\n"
+        if not rows:
+            return "\n0 total.\n"
+        lines = [",".join(SHOW_COLUMNS)] + [",".join(r[c] for c in SHOW_COLUMNS) for r in rows]
+        return "\n".join(lines) + f"\n\n{len(rows)} total.\n"
+
+    def _show_row(self, c: Channel) -> dict[str, str]:
+        row = dict.fromkeys(SHOW_COLUMNS, "")
+        row.update(uuid=c.uuid, direction="outbound", created_epoch=str(c.created_us // 1_000_000),
+                   name=c.name, state=c.state, cid_name="Outbound Call", cid_num="0000000000",
+                   dest=c.spec.destination, application=c.application, application_data=c.application_data,
+                   dialplan="XML", context="default", read_codec="L16", read_rate="8000", read_bit_rate="128000",
+                   write_codec="L16", write_rate="8000", write_bit_rate="128000",
+                   hostname=self.switch.events.identity.hostname,
+                   callstate=c.call_state, call_uuid=c.uuid, initial_cid_name="Outbound Call",
+                   initial_cid_num="0000000000", initial_dest=c.spec.destination, initial_dialplan="XML",
+                   initial_context="default")
+        return row
+
+    # ---- mod_audio_stream -------------------------------------------------------------------
+
+    async def uuid_audio_stream(self, args: str) -> str:
+        argv = split_args(args, 6)
+        if len(argv) < 2 or (argv[1] == "start" and len(argv) < 4):
+            return STREAM_USAGE
+        channel = self._live(argv[0])
+        if channel is None:
+            return STREAM_FAIL
+        action, stream = argv[1], channel.stream
+        if action == "start":
+            return self._stream_start(channel, argv)
+        if stream is None:
+            return STREAM_FAIL
+        if action == "stop":
+            await stream.stop(argv[2] if len(argv) > 2 else None)
+        elif action == "send_text":
+            if len(argv) < 3 or not argv[2]:
+                return ""  # the module writes nothing: "-ERR no reply"
+            stream.send_text(argv[2])
+        elif action in ("pause", "resume"):
+            stream.set_paused(action == "pause")
+            channel.record("stream_" + ("paused" if action == "pause" else "resumed"), samples=stream.samples_sent)
+        else:
+            return STREAM_FAIL  # graceful-shutdown is in the syntax string but unimplemented upstream
+        return "+OK Success\n"
+
+    def _stream_start(self, channel: Channel, argv: list[str]) -> str:
+        if channel.stream is not None or channel.hungup:
+            return STREAM_FAIL
+        url = parse_ws_url(argv[2])
+        mix = argv[3]
+        if url is None or mix not in ("mono", "mixed", "stereo"):
+            return STREAM_FAIL
+        rate_s = argv[4] if len(argv) > 4 else "8k"
+        rate = {"16k": 16000, "8k": 8000}.get(rate_s)
+        if rate is None:
+            digits = re.match(r"^\d*", rate_s).group(0)  # type: ignore[union-attr]  # atoi
+            rate = int(digits) if digits else 0
+        if rate <= 0 or rate % 8000 or rate > 48000:  # atoi 0 passes upstream; it makes no sense here
+            return STREAM_FAIL
+        metadata = argv[5] if len(argv) > 5 else None
+        if metadata is not None and len(metadata.encode("utf-8")) >= 8192:
+            metadata = metadata.encode("utf-8")[:8191].decode("utf-8", errors="ignore")  # strncpy into 8192
+        buf = channel.variables.get("STREAM_BUFFER_SIZE", "")
+        buffer_ms = int(buf) if buf.isdigit() and int(buf) >= 20 and int(buf) % 20 == 0 else 20
+        channel.stream = AudioStream(channel, url, mix, rate, metadata, buffer_ms)
+        channel.fire("MEDIA_BUG_START", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])
+        return "+OK Success\n"

@@ -1,0 +1,1 @@
+"""Media: prompt playback, and the mod_audio_stream WebSocket client."""
