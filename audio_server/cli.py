@@ -68,7 +68,7 @@ def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, s
 
 @click.command("pipeline-bench")
 @click.option("--fixtures", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Directory of WAVs (default: tests/fixtures/calls).")
+              help="Directory of WAVs (default: the bundled demo calls).")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Passes over the fixtures.")
 @click.option("--server-streams", type=int, default=0, show_default=True,
               help="Also stream this many fixtures at once through a real server process and report its CPU.")

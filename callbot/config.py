@@ -171,7 +171,7 @@ class SimSwitchSettings:
     esl_port: int = 8021
     password: str = "ClueCon"  # the only default password in callbot: simswitch is a test double
     speed: float = 1.0  # virtual seconds per wall second
-    fixtures_dir: str | None = None  # where fixture/<name> dial strings look (default tests/fixtures/calls)
+    fixtures_dir: str | None = None  # where fixture/<name> dial strings look (default: the bundled demo calls)
     max_connections: int = 64
     max_calls: int = 500
     event_queue_max: int = 100000  # per ESL connection, as FreeSWITCH's MAX_QUEUE_LEN

@@ -6,7 +6,7 @@ from importlib.resources import files
 from pathlib import Path
 
 
-def _folder(package: str, *parts: str) -> Path:
+def bundled_folder(package: str, *parts: str) -> Path:
     """A bundled folder as a real path: the switch and soundfile need files on disk, not a zip member."""
     node = files(package).joinpath(*parts)
     path = Path(str(node))
@@ -17,14 +17,9 @@ def _folder(package: str, *parts: str) -> Path:
 
 def prompts_dir() -> Path:
     """The bundled prompts, ``<language>/<rate>/<name>.wav``: the default ``[prompts] dir``."""
-    return _folder("callbot.prompts_audio")
+    return bundled_folder("callbot.prompts_audio")
 
 
 def demo_calls_dir() -> Path:
     """The bundled demo call fixtures (WAV plus sidecar JSON), which ``callbot replay NAME`` finds by name."""
-    return _folder("callbot", "demo_calls")
-
-
-def bundled_scenarios_dir() -> Path:
-    """The bundled scenarios (``survey_en``, ``survey_fr``)."""
-    return _folder("callbot.robot.scenario", "bundled")
+    return bundled_folder("callbot", "demo_calls")

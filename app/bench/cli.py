@@ -14,7 +14,7 @@ from callbot.cli_context import CliContext
 @click.option("--calls", type=int, default=None,
               help="Concurrent calls (default: bench.calls, 8); fixtures are cycled.")
 @click.option("--fixtures", "fixtures_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Directory of WAVs with NAME.json sidecars (default: tests/fixtures/calls).")
+              help="Directory of WAVs with NAME.json sidecars (default: the bundled demo calls).")
 @click.option("--speed", type=float, default=None, help="The switch's clock rate (default: bench.speed, 1 = real time; N× also means N× the audio load).")
 @click.option("--ramp", is_flag=True, help="Spread call starts evenly over bench.ramp_s call seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole document (with per-call rows) on stdout.")

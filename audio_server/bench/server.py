@@ -22,7 +22,7 @@ import click
 
 from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 
-SERVER = [sys.executable, "-c", "from callbot.app.cli import main; main()"]
+SERVER = [sys.executable, "-m", "callbot"]
 START_TIMEOUT_S = 30.0
 
 

@@ -41,7 +41,7 @@ from typing import Any, Mapping
 
 import soundfile
 
-from callbot.resources import bundled_scenarios_dir
+from callbot.resources import bundled_folder
 from callbot.resources import prompts_dir as prompts_dir_default
 from callbot.robot.scenario.intents import INTENTS, IntentMatcher
 
@@ -135,7 +135,7 @@ class _Checker:
 
 def bundled_scenario(name: str = "survey_en") -> Path:
     """A scenario shipped inside the package (``survey_en``, ``survey_fr``)."""
-    return bundled_scenarios_dir() / f"{name}.toml"
+    return bundled_folder("callbot.robot.scenario", "bundled") / f"{name}.toml"
 
 
 def load_scenario(path: str | Path, rate: int = 16000, prompts_dir: str | Path | None = None) -> Scenario:
