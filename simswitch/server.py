@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import dataclasses
 import logging
 import uuid as uuidlib
@@ -12,14 +11,15 @@ from typing import Any
 
 from callbot.config import SimSwitchSettings
 from callbot.esl.protocol import EslEvent
-
-from callbot.simswitch.esl.api_commands import ApiCommands
-from callbot.simswitch.calls.channel import Channel
-from callbot.simswitch.clock import MEDIA_TICK_S, SimClock
-from callbot.simswitch.esl.server import RUDE_REJECTION, EslConnection
-from callbot.simswitch.esl.event_factory import EventFactory, SwitchIdentity
-from callbot.simswitch.calls.truth import CallTruth
 from callbot.resources import demo_calls_dir
+
+from callbot.simswitch.calls.channel import Channel
+from callbot.simswitch.calls.registry import CallRegistry
+from callbot.simswitch.calls.truth import CallTruth
+from callbot.simswitch.clock import MEDIA_TICK_S, SimClock
+from callbot.simswitch.esl.api_commands import ApiCommands
+from callbot.simswitch.esl.event_factory import EventFactory, SwitchIdentity
+from callbot.simswitch.esl.server import RUDE_REJECTION, EslConnection
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,10 @@ DEFAULT_FIXTURES = demo_calls_dir()
 
 
 class SimSwitch:
-    """A FreeSWITCH + mod_audio_stream emulator on 127.0.0.1.
+    """A FreeSWITCH + mod_audio_stream emulator on 127.0.0.1: the one place that composes its parts.
+
+    The parts (channels, their media, the API commands, the ESL connections) see it only as a
+    ``host.SwitchHost``.
 
     Keyword arguments override the settings section; without settings, ``esl_port`` defaults to
     0 (a free port, read ``.esl_port`` after ``start()``).
@@ -44,27 +47,31 @@ class SimSwitch:
         self.settings = dataclasses.replace(base, **overrides)
         if self.settings.esl_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("simswitch listening beyond loopback", extra={"host": self.settings.esl_host})
-        self.password = self.settings.password
         fx = self.settings.fixtures_dir
         self.fixtures_dir: Path | None = Path(fx) if fx else (DEFAULT_FIXTURES if DEFAULT_FIXTURES.is_dir() else None)
         self.clock = SimClock(self.settings.speed)
         self.events = EventFactory(self.clock, SwitchIdentity(
             core_uuid=str(uuidlib.uuid4()), hostname=self.settings.hostname))
-        self.api = ApiCommands(self)
-        self.calls: dict[str, Channel] = {}
-        self.live: dict[str, Channel] = {}
-        self._finished: collections.deque[str] = collections.deque()
+        self._has_calls = asyncio.Event()  # the media tick sleeps while there is no call
+        self.registry = CallRegistry(self.settings.max_finished_calls, on_add=self._has_calls.set)
+        self.api = ApiCommands(self, self.registry, self.fixtures_dir)
         self.connections: set[EslConnection] = set()
-        self.sessions_since_start = 0
-        self.peak_sessions = 0
         self.esl_port = 0
         self.max_tick_lag_s = 0.0  # worst lateness of the media tick (virtual s): > 0.02 means catch-up
-        self._session_id = 0
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._has_calls: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._conn_tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def calls(self) -> dict[str, Channel]:
+        """Every call by uuid, live or finished (the finished ones for their ground truth)."""
+        return self.registry.calls
+
+    @property
+    def live(self) -> dict[str, Channel]:
+        """The calls that are up, or hung up and finishing their teardown."""
+        return self.registry.live
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -72,7 +79,6 @@ class SimSwitch:
         """Bind the ESL port (0 = a free one) and start the media tick."""
         self.clock = SimClock(self.settings.speed)
         self.events.clock = self.clock
-        self._has_calls = asyncio.Event()
         self._server = await asyncio.start_server(self._accept, self.settings.esl_host, self.settings.esl_port)
         self.esl_port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -126,7 +132,7 @@ class SimSwitch:
             writer.write(RUDE_REJECTION)
             writer.close()
             return
-        conn = EslConnection(self, reader, writer)
+        conn = EslConnection(self, self.api, self.registry, reader, writer, on_close=self.connections.discard)
         self.connections.add(conn)
         task = asyncio.current_task()
         assert task is not None
@@ -136,9 +142,6 @@ class SimSwitch:
         finally:
             self._conn_tasks.discard(task)
 
-    def forget_connection(self, conn: EslConnection) -> None:
-        self.connections.discard(conn)
-
     def publish(self, event: EslEvent) -> None:
         """Offer an event to every listener; payloads are serialised once per format."""
         serialized: dict[str, bytes] = {}
@@ -147,35 +150,19 @@ class SimSwitch:
 
     # ---- calls ------------------------------------------------------------------------------
 
-    def next_session_id(self) -> int:
-        self._session_id += 1
-        return self._session_id
-
-    def add_channel(self, channel: Channel) -> None:
-        self.calls[channel.uuid] = channel
-        self.live[channel.uuid] = channel
-        self.sessions_since_start += 1
-        self.peak_sessions = max(self.peak_sessions, len(self.live))
-        assert self._has_calls is not None
-        self._has_calls.set()
-
-    def on_channel_gone(self, channel: Channel) -> None:
-        self.live.pop(channel.uuid, None)
-        self._finished.append(channel.uuid)
-        while len(self._finished) > self.settings.max_finished_calls:
-            self.calls.pop(self._finished.popleft(), None)
+    def on_channel_gone(self, uuid: str) -> None:
+        self.registry.gone(uuid)
         for conn in list(self.connections):
-            conn.on_channel_gone(channel.uuid)
+            conn.on_channel_gone(uuid)
 
     def truth(self, uuid: str) -> CallTruth:
         """The ground truth of a call (live or finished); KeyError if unknown."""
-        return self.calls[uuid].truth
+        return self.registry.truth(uuid)
 
     # ---- the media tick ---------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
         """Run every live channel's 20 ms tick at absolute virtual deadlines; catch up if late."""
-        assert self._has_calls is not None
         tick = int(self.clock.now() / MEDIA_TICK_S) + 1
         while True:
             if not self.live:

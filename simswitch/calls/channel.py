@@ -14,20 +14,19 @@ import json
 import logging
 import uuid as uuidlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from callbot.simswitch.calls.callees import CalleeSpec
 from callbot.simswitch.calls.cdr import cdr_variables
-from callbot.simswitch.clock import MEDIA_TICK_S
-from callbot.simswitch.media.playback import PLAY_RATE, Prompt, PromptQueue
 from callbot.simswitch.calls.truth import CallTruth
+from callbot.simswitch.clock import MEDIA_TICK_S
+from callbot.simswitch.host import SwitchHost
+from callbot.simswitch.media.audio_stream import AudioStream
+from callbot.simswitch.media.playback import PLAY_RATE, Prompt, PromptQueue
 from callbot.simswitch.media.wavs import WavError, load_pcm
-
-if TYPE_CHECKING:
-    from callbot.simswitch.media.audio_stream import AudioStream
-    from callbot.simswitch.server import SimSwitch
+from callbot.simswitch.media.ws_frames import WsUrl
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +40,8 @@ _STATES = {"CS_INIT": "2", "CS_ROUTING": "3", "CS_EXECUTE": "4", "CS_HANGUP": "1
 class Channel:
     """An outbound leg to a simulated callee."""
 
-    def __init__(self, switch: "SimSwitch", uuid: str, spec: CalleeSpec, variables: dict[str, str],
-                 dial: str, timeout_s: float) -> None:
+    def __init__(self, switch: SwitchHost, uuid: str, spec: CalleeSpec, variables: dict[str, str],
+                 dial: str, timeout_s: float, session_id: int) -> None:
         self.switch = switch
         self.uuid = uuid
         self.spec = spec
@@ -70,7 +69,7 @@ class Channel:
         self.speech = self._sidecar_speech(spec.wav)
         self._pcm: dict[int, np.ndarray] = {}
         self.variables: dict[str, str] = {
-            "direction": "outbound", "is_outbound": "true", "session_id": str(switch.next_session_id()),
+            "direction": "outbound", "is_outbound": "true", "session_id": str(session_id),
             "read_codec": "L16", "read_rate": str(PLAY_RATE), "write_codec": "L16", "write_rate": str(PLAY_RATE),
             "channel_name": self.name, "uuid": uuid, "call_uuid": uuid, **variables,
             "originate_early_media": "false", "originate_endpoint": "fixture",
@@ -214,7 +213,7 @@ class Channel:
         self.fire("CHANNEL_HANGUP_COMPLETE", pre=[("Hangup-Cause", self.hangup_cause or "")], vt=vt)
         self.state = "CS_DESTROY"
         self.fire("CHANNEL_DESTROY", vt=vt)
-        self.switch.on_channel_gone(self)
+        self.switch.on_channel_gone(self.uuid)
 
     # ---- the media tick ---------------------------------------------------------------------
 
@@ -326,7 +325,14 @@ class Channel:
                     file=cur.path if cur else None, elapsed_ms=cur.played_ms if cur else None,
                     callee_speech=in_speech)
 
-    def on_stream_detached(self, stream: "AudioStream") -> None:
+    def start_stream(self, url: WsUrl, mix: str, rate: int, metadata: str | None) -> None:
+        """``uuid_audio_stream start``: attach the bug (MEDIA_BUG_START) and connect its WebSocket."""
+        buf = self.variables.get("STREAM_BUFFER_SIZE", "")
+        buffer_ms = int(buf) if buf.isdigit() and int(buf) >= 20 and int(buf) % 20 == 0 else 20
+        self.stream = AudioStream(self, url, mix, rate, metadata, buffer_ms)
+        self.fire("MEDIA_BUG_START", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])
+
+    def on_stream_detached(self, stream: AudioStream) -> None:
         if self.stream is stream:
             self.stream = None
         self.fire("MEDIA_BUG_STOP", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])

@@ -10,16 +10,15 @@ import json
 import logging
 import re
 import uuid as uuidlib
-from typing import TYPE_CHECKING, Awaitable, Callable
+from pathlib import Path
+from typing import Awaitable, Callable
 
-from callbot.simswitch.esl.argsplit import split_args
-from callbot.simswitch.media.audio_stream import AudioStream
 from callbot.simswitch.calls.callees import DialError, parse_dial
 from callbot.simswitch.calls.channel import Q850, Channel
+from callbot.simswitch.calls.registry import CallRegistry
+from callbot.simswitch.esl.argsplit import split_args
+from callbot.simswitch.host import SwitchHost
 from callbot.simswitch.media.ws_frames import parse_ws_url
-
-if TYPE_CHECKING:
-    from callbot.simswitch.server import SimSwitch
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +64,10 @@ def _closing_brace(text: str) -> int:
 class ApiCommands:
     """Dispatch ``<cmd> <args>`` to a handler; every handler is async and returns the body."""
 
-    def __init__(self, switch: "SimSwitch") -> None:
+    def __init__(self, switch: SwitchHost, registry: CallRegistry, fixtures_dir: Path | None) -> None:
         self.switch = switch
+        self.registry = registry
+        self.fixtures_dir = fixtures_dir
         self.handlers: dict[str, Callable[[str], Awaitable[str]]] = {
             "status": self.status, "version": self.version, "module_exists": self.module_exists,
             "originate": self.originate, "uuid_broadcast": self.uuid_broadcast, "uuid_break": self.uuid_break,
@@ -78,7 +79,7 @@ class ApiCommands:
         """Run one command, record it in the call's truth, then fire the API event."""
         handler = self.handlers.get(cmd)
         first = args.split(" ", 1)[0]
-        channel = self.switch.calls.get(first)
+        channel = self.registry.calls.get(first)
         if channel is not None:
             channel.record("command", line=f"{cmd} {args}".strip())
         if handler is None:
@@ -88,11 +89,6 @@ class ApiCommands:
         post = [("API-Command", cmd)] + ([("API-Command-Argument", args)] if args else [])
         self.switch.publish(self.switch.events.make("API", post=post))
         return body
-
-    def _live(self, uuid: str) -> Channel | None:
-        """A channel that is up (a hung-up one finishing its teardown counts as gone)."""
-        channel = self.switch.live.get(uuid)
-        return None if channel is None or channel.hungup else channel
 
     # ---- switch-level -----------------------------------------------------------------------
 
@@ -104,8 +100,8 @@ class ApiCommands:
             rest, v = divmod(rest, size)
             parts.append(f"{v} {unit[:-1] if v == 1 else unit}")
         parts.append(f"{rest} {'year' if rest == 1 else 'years'}")
-        s = self.switch
-        live, total, peak = len(s.live), s.sessions_since_start, s.peak_sessions
+        s, r = self.switch, self.registry
+        live, total, peak = len(r.live), r.sessions_since_start, r.peak_sessions
         return (f"UP {', '.join(reversed(parts))}\nFreeSWITCH (Version {VERSION}  64bit) is ready\n"
                 f"{total} session(s) since startup\n{live} session(s) - peak {peak}, last 5min {peak} \n"
                 f"0 session(s) per Sec out of max 30, peak {peak}, last 5min {peak} \n"
@@ -132,9 +128,9 @@ class ApiCommands:
             if end == -1:
                 return "-ERR INVALID_URL\n"
             variables, url = parse_originate_vars(url[1:end]), url[end + 1:]
-        s = self.switch
+        s, r = self.switch, self.registry
         try:
-            spec = parse_dial(url, variables, s.fixtures_dir, s.settings.answer_delay_ms)
+            spec = parse_dial(url, variables, self.fixtures_dir, s.settings.answer_delay_ms)
         except DialError as exc:
             log.warning("originate refused", extra={"dial": url, "reason": str(exc)})
             return f"-ERR {exc.cause}\n"
@@ -144,10 +140,10 @@ class ApiCommands:
             log.warning("only &park() is emulated", extra={"app": app})
             return "-ERR DESTINATION_OUT_OF_ORDER\n"
         uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
-        if not _ID.match(uuid) or uuid in s.calls:
+        if not _ID.match(uuid) or uuid in r.calls:
             log.warning("bad or duplicate origination_uuid", extra={"uuid": uuid[:80]})
             return "-ERR NORMAL_TEMPORARY_FAILURE\n"
-        if len(s.live) >= s.settings.max_calls:
+        if len(r.live) >= s.settings.max_calls:
             return "-ERR SWITCH_CONGESTION\n"
         timeout = 60.0
         if len(argv) >= 7 and argv[6].isdigit() and int(argv[6]) > 0:
@@ -155,8 +151,8 @@ class ApiCommands:
         ot = variables.get("originate_timeout", "")
         if ot.isdigit() and int(ot) > 0:
             timeout = float(ot)
-        channel = Channel(s, uuid, spec, variables, url, timeout)
-        s.add_channel(channel)
+        channel = Channel(s, uuid, spec, variables, url, timeout, r.next_session_id())
+        r.add(channel)
         channel.start()
         return await channel.result
 
@@ -166,7 +162,7 @@ class ApiCommands:
         argv = split_args(args, 3)
         if len(argv) < 2:
             return "-USAGE: <uuid> <path> [aleg|bleg|holdb|both]\n"
-        channel = self._live(argv[0])
+        channel = self.registry.up(argv[0])
         if channel is None:
             return "-ERR invalid uuid\n"
         path = argv[1].removeprefix("playback::")
@@ -180,7 +176,7 @@ class ApiCommands:
         argv = args.split()
         if len(argv) < min_args:
             return f"-USAGE: {usage}\n"
-        channel = self._live(argv[0])
+        channel = self.registry.up(argv[0])
         return NO_CHANNEL if channel is None else action(channel, argv)
 
     async def uuid_break(self, args: str) -> str:
@@ -197,7 +193,7 @@ class ApiCommands:
         return self._with_channel(args, 1, "<uuid> [cause]", act)
 
     async def uuid_exists(self, args: str) -> str:
-        return "true" if self._live(args.strip()) is not None else "false"
+        return "true" if self.registry.up(args.strip()) is not None else "false"
 
     async def uuid_getvar(self, args: str) -> str:
         return self._with_channel(args, 2, "<uuid> <var> [<timeout>]",
@@ -208,7 +204,7 @@ class ApiCommands:
         cause = argv[0].upper() if argv and _CAUSE.match(argv[0].upper()) and argv[0].upper() in Q850 \
             else "MANAGER_REQUEST"
         var, val = (argv[1], argv[2]) if len(argv) >= 3 else (None, None)
-        for channel in list(self.switch.live.values()):
+        for channel in list(self.registry.live.values()):
             if var is None or channel.variables.get(var) == val:
                 channel.hangup(cause, "hupall")
         if var is not None:
@@ -219,7 +215,7 @@ class ApiCommands:
         argv = args.split()
         if not argv or argv[0] != "channels":
             return "-USAGE: channels [as json]\n"
-        rows = [self._show_row(c) for c in self.switch.live.values()]
+        rows = [self._show_row(c) for c in self.registry.live.values()]
         if len(argv) >= 3 and argv[1] == "as" and argv[2] == "json":
             if not rows:
                 return '{"row_count": 0}\n'
@@ -248,7 +244,7 @@ class ApiCommands:
         argv = split_args(args, 6)
         if len(argv) < 2 or (argv[1] == "start" and len(argv) < 4):
             return STREAM_USAGE
-        channel = self._live(argv[0])
+        channel = self.registry.up(argv[0])
         if channel is None:
             return STREAM_FAIL
         action, stream = argv[1], channel.stream
@@ -286,8 +282,5 @@ class ApiCommands:
         metadata = argv[5] if len(argv) > 5 else None
         if metadata is not None and len(metadata.encode("utf-8")) >= 8192:
             metadata = metadata.encode("utf-8")[:8191].decode("utf-8", errors="ignore")  # strncpy into 8192
-        buf = channel.variables.get("STREAM_BUFFER_SIZE", "")
-        buffer_ms = int(buf) if buf.isdigit() and int(buf) >= 20 and int(buf) % 20 == 0 else 20
-        channel.stream = AudioStream(channel, url, mix, rate, metadata, buffer_ms)
-        channel.fire("MEDIA_BUG_START", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])
+        channel.start_stream(url, mix, rate, metadata)
         return "+OK Success\n"

@@ -12,16 +12,22 @@ from __future__ import annotations
 import time
 import uuid as uuidlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable, Protocol
 
 from callbot.esl.protocol import EslEvent
 
 from callbot.simswitch.clock import SimClock
 
-if TYPE_CHECKING:
-    from callbot.simswitch.calls.channel import Channel
-
 Headers = Iterable[tuple[str, str]]
+
+
+class ChannelData(Protocol):
+    """What an event needs of the channel it is about (``calls.channel.Channel`` has it)."""
+
+    variables: dict[str, str]
+
+    def data_headers(self) -> list[tuple[str, str]]:
+        """Channel-*, Unique-ID and Caller-* headers, in FreeSWITCH's order."""
 
 # switch_channel_event_set_extended_data: only these carry variable_* (verbose_events off)
 _EXTENDED = {
@@ -75,7 +81,7 @@ class EventFactory:
     def make(
         self,
         name: str,
-        channel: "Channel | None" = None,
+        channel: ChannelData | None = None,
         *,
         subclass: str | None = None,
         pre: Headers = (),

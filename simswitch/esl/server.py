@@ -17,17 +17,17 @@ import hmac
 import logging
 import re
 import uuid as uuidlib
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from callbot.esl.protocol import (
     AUTH_REQUEST, DISCONNECT_NOTICE, Command, EslEvent, EslParser, EslProtocolError, frame_api_response,
     frame_command_reply, frame_event, serialize_event, to_command,
 )
 
+from callbot.simswitch.calls.registry import CallRegistry
+from callbot.simswitch.esl.api_commands import ApiCommands
 from callbot.simswitch.esl.subscriptions import Subscription
-
-if TYPE_CHECKING:
-    from callbot.simswitch.server import SimSwitch
+from callbot.simswitch.host import SwitchHost
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,13 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 class EslConnection:
     """One client of the Event Socket."""
 
-    def __init__(self, switch: "SimSwitch", reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, switch: SwitchHost, api: ApiCommands, registry: CallRegistry,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 on_close: Callable[["EslConnection"], None]) -> None:
         self.switch = switch
+        self.api = api
+        self.registry = registry
+        self.on_close = on_close
         self.reader, self.writer = reader, writer
         self.peer = writer.get_extra_info("peername")
         self.authed = False
@@ -135,7 +140,7 @@ class EslConnection:
         self.closed = True
         self._has_events.set()
         self._idle.set()
-        self.switch.forget_connection(self)
+        self.on_close(self)
         if not self.writer.is_closing():
             self.writer.close()
 
@@ -146,7 +151,7 @@ class EslConnection:
             self._disconnect()
             return
         if verb == "auth":
-            if hmac.compare_digest(args.encode(), self.switch.password.encode()):
+            if hmac.compare_digest(args.encode(), self.switch.settings.password.encode()):
                 self.authed = True
                 self._reply("+OK accepted")
             else:
@@ -182,7 +187,7 @@ class EslConnection:
         self._api_running = True
         self._idle.clear()
         try:
-            body = await self.switch.api.execute(cmd, args.strip())
+            body = await self.api.execute(cmd, args.strip())
             if not self.closed:
                 self.writer.write(frame_api_response(body))
         finally:
@@ -197,7 +202,7 @@ class EslConnection:
         self.switch.keep(asyncio.create_task(self._job(job_uuid, cmd, args.strip())))
 
     async def _job(self, job_uuid: str, cmd: str, args: str) -> None:
-        body = await self.switch.api.execute(cmd, args)
+        body = await self.api.execute(cmd, args)
         post = [("Job-UUID", job_uuid), ("Job-Command", cmd)] + ([("Job-Command-Arg", args)] if args else [])
         self.switch.publish(self.switch.events.make("BACKGROUND_JOB", post=post, body=body or "-ERR no reply\n"))
 
@@ -208,7 +213,7 @@ class EslConnection:
         if not argv:
             return "-ERR invalid uuid"
         uuid = argv[0]
-        if uuid not in self.switch.live and len(argv) > 1:
+        if uuid not in self.registry.live and len(argv) > 1:
             return "-ERR invalid uuid"
         self.myevents_uuid = uuid
         if self.sub.fmt is None:
@@ -229,7 +234,7 @@ class EslConnection:
 
     def _sendmsg(self, args: str, headers: dict[str, str]) -> str:
         uuid = args.strip()
-        channel = self.switch.live.get(uuid)
+        channel = self.registry.live.get(uuid)
         if channel is None:
             return f"-ERR invalid session id [{uuid}]"
         command = headers.get("call-command", "")

@@ -23,15 +23,13 @@ import json
 import logging
 import os
 import tempfile
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 
+from callbot.simswitch.host import SwitchHost
 from callbot.simswitch.media.ws_client import WsClient
 from callbot.simswitch.media.ws_frames import WsError, WsUrl, extra_headers
-
-if TYPE_CHECKING:
-    from callbot.simswitch.calls.channel import Channel
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +47,27 @@ def _compact(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
 
+class TappedChannel(Protocol):
+    """What the media bug needs of the channel it is attached to (``calls.channel.Channel`` has it)."""
+
+    uuid: str
+    variables: dict[str, str]
+    switch: SwitchHost
+
+    def fire_custom(self, subclass: str, body: str, vt: float | None = None) -> None:
+        """Fire ``CUSTOM <subclass>`` about this channel."""
+
+    def record(self, kind: str, vt: float | None = None, **fields: Any) -> None:
+        """Add an entry to the channel's ground truth."""
+
+    def on_stream_detached(self, stream: "AudioStream") -> None:
+        """The bug is gone: MEDIA_BUG_STOP."""
+
+
 class AudioStream:
     """The ``audio_stream`` media bug on one channel and its WebSocket connection."""
 
-    def __init__(self, channel: "Channel", url: WsUrl, mix: str, rate: int, metadata: str | None,
+    def __init__(self, channel: TappedChannel, url: WsUrl, mix: str, rate: int, metadata: str | None,
                  buffer_ms: int) -> None:
         s = channel.switch.settings
         self.channel = channel
