@@ -39,10 +39,11 @@ def wait_until(predicate, timeout: float = 3.0) -> None:
 
 @pytest.fixture
 def client_for(switch):
+    """``client_for(**settings)`` connects an EslClient to the switch; ``options=`` go to its constructor."""
     made = []
 
-    def make(**kw) -> EslClient:
-        c = EslClient(esl(switch.port, **kw))
+    def make(options: dict | None = None, **kw) -> EslClient:
+        c = EslClient(esl(switch.port, **kw), **(options or {}))
         c.connect()
         made.append(c)
         return c
@@ -163,7 +164,7 @@ def test_bgapi_without_job_event_times_out(switch, client_for):
     client = client_for()
     with pytest.raises(EslTimeout, match="no BACKGROUND_JOB"):
         client.bgapi(originate_command(str(uuid.uuid4()), "loopback/x/default"), timeout=0.1)
-    assert client._jobs == {}
+    assert client.matcher.jobs_waiting == 0
 
 
 def test_uuids_and_lines_are_validated_before_sending(switch, client_for):

@@ -57,10 +57,15 @@ def url_decode(value: str) -> str:
 
 @dataclass
 class RawMessage:
-    """One framed message: its header lines (undecoded) and its body bytes."""
+    """One framed message: its header lines (undecoded) and its body bytes.
+
+    ``skipped`` is the size of a body that was over the parser's limit and discarded unread
+    (``body`` is then empty).
+    """
 
     lines: list[str]
     body: bytes = b""
+    skipped: int = 0
 
     def header_pairs(self, first_is_command: bool = False) -> list[tuple[str, str]]:
         """``Name: value`` lines as pairs; the first line is skipped when it is a command."""
@@ -74,10 +79,14 @@ class RawMessage:
 
 @dataclass
 class Reply:
-    """A message from the switch: ``command/reply``, ``api/response``, an event or a notice."""
+    """A message from the switch: ``command/reply``, ``api/response``, an event or a notice.
+
+    ``skipped`` > 0: the body was over the parser's limit and was discarded (``body`` is empty).
+    """
 
     headers: dict[str, str]
     body: bytes = b""
+    skipped: int = 0
 
     @property
     def content_type(self) -> str:
@@ -110,20 +119,44 @@ class Command:
         return self.line.split(" ", 1)[1].strip() if " " in self.line else ""
 
 
+_LENGTH = re.compile(r"^[0-9]{1,15}$")
+
+
+def _content_length(value: str, where: str) -> int:
+    """A Content-Length value: plain decimal digits only (``int()`` would take ``+5``, ``5_0``, ``٥``)."""
+    value = value.strip()
+    if not _LENGTH.fullmatch(value):
+        raise EslProtocolError(f"bad Content-Length {value[:40]!r} in {where}")
+    return int(value)
+
+
 class EslParser:
     """Incremental framer: feed bytes, get complete messages; never reads a socket.
 
     A message is header lines up to an empty line, then ``Content-Length`` body bytes if that
     header is present. ``\\r`` is ignored and leading blank lines are skipped, as in
     mod_event_socket's ``read_packet``.
+
+    Linear time however the stream is split: the search for the end of a header block resumes
+    where the previous feed stopped, so each byte is looked at once. Limits: a header block over
+    ``max_header`` bytes, or a Content-Length that is not a decimal number, raises
+    EslProtocolError (the stream cannot be resynchronised: drop the connection). A body over
+    ``max_body`` raises too, unless ``skip_oversize_body``: its bytes are then discarded as they
+    arrive, never buffered, and the message comes out with an empty body and ``skipped`` set, so
+    the stream stays in step (a client drops such an event, or fails the command it answers).
     """
 
-    def __init__(self, max_body: int = MAX_BODY_BYTES, max_header: int = MAX_HEADER_BYTES) -> None:
+    def __init__(self, max_body: int = MAX_BODY_BYTES, max_header: int = MAX_HEADER_BYTES,
+                 skip_oversize_body: bool = False) -> None:
         self._buf = bytearray()
-        self._lines: list[str] | None = None
-        self._need = 0
+        self._scan = 0  # the next byte of the header block to search for a line end
+        self._line = 0  # where the header line being read starts
+        self._lines: list[str] | None = None  # the headers of the message whose body is awaited
+        self._need = 0  # body bytes awaited
+        self._skip = 0  # bytes of an oversize body still to discard
         self.max_body = max_body
         self.max_header = max_header
+        self.skip_oversize_body = skip_oversize_body
 
     def feed(self, data: bytes) -> list[RawMessage]:
         """Add bytes; return every message they complete (raises EslProtocolError on abuse)."""
@@ -131,14 +164,26 @@ class EslParser:
         out: list[RawMessage] = []
         while True:
             if self._lines is None:
-                msg = self._take_headers()
-                if msg is None:
+                head = self._take_headers()
+                if head is None:
                     break
-                lines, need = msg
+                lines, need = head
                 if need == 0:
                     out.append(RawMessage(lines))
                     continue
+                if need > self.max_body and not self.skip_oversize_body:
+                    raise EslProtocolError(f"Content-Length {need} is over the {self.max_body}-byte limit")
                 self._lines, self._need = lines, need
+                self._skip = need if need > self.max_body else 0
+            if self._skip:
+                gone = min(len(self._buf), self._skip)
+                del self._buf[:gone]
+                self._skip -= gone
+                if self._skip:
+                    break
+                out.append(RawMessage(self._lines, skipped=self._need))
+                self._lines, self._need = None, 0
+                continue
             if len(self._buf) < self._need:
                 break
             body = bytes(self._buf[: self._need])
@@ -153,37 +198,39 @@ class EslParser:
         return len(self._buf)
 
     def _take_headers(self) -> tuple[list[str], int] | None:
-        while self._buf[:1] in (b"\n", b"\r"):
-            del self._buf[:1]
-        end = self._buf.find(b"\n\n")
-        crlf = self._buf.find(b"\r\n\r\n")
-        if crlf != -1 and (end == -1 or crlf < end):
-            end, sep = crlf, 4
-        else:
-            sep = 2
-        if end == -1:
-            if len(self._buf) > self.max_header:
-                raise EslProtocolError(f"header block over {self.max_header} bytes without an end")
-            return None
-        block = bytes(self._buf[:end]).replace(b"\r", b"")
-        del self._buf[: end + sep]
-        lines = block.decode("utf-8", errors="replace").split("\n")
+        buf = self._buf
+        if self._scan == 0:  # a new message: skip blank lines before it
+            start = 0
+            while start < len(buf) and buf[start] in b"\r\n":
+                start += 1
+            del buf[:start]
+        while True:
+            end = buf.find(b"\n", self._scan)
+            if end == -1:
+                self._scan = len(buf)
+                if self._scan > self.max_header:
+                    raise EslProtocolError(f"header block over {self.max_header} bytes without an end")
+                return None
+            if end > self.max_header:
+                raise EslProtocolError(f"header block over {self.max_header} bytes")
+            if buf.count(b"\r", self._line, end) == end - self._line:  # an empty line (``\\r`` is ignored)
+                break
+            self._scan = self._line = end + 1
+        block = bytes(buf[: self._line]).replace(b"\r", b"")
+        del buf[: end + 1]
+        self._scan = self._line = 0
+        lines = block.decode("utf-8", errors="replace").split("\n")[:-1]
         need = 0
         for line in lines:
-            name, sep_, value = line.partition(":")
-            if sep_ and name.strip().lower() == "content-length":
-                try:
-                    need = int(value.strip())
-                except ValueError:
-                    raise EslProtocolError(f"bad Content-Length {value.strip()!r}") from None
-                if need < 0 or need > self.max_body:
-                    raise EslProtocolError(f"Content-Length {need} outside 0..{self.max_body}")
+            name, sep, value = line.partition(":")
+            if sep and name.strip().lower() == "content-length":
+                need = _content_length(value, "the message headers")
         return lines, need
 
 
 def to_reply(raw: RawMessage) -> Reply:
     """A switch-to-client message as a Reply (header values are not URL-encoded at this level)."""
-    return Reply(dict(raw.header_pairs()), raw.body)
+    return Reply(dict(raw.header_pairs()), raw.body, raw.skipped)
 
 
 def to_command(raw: RawMessage) -> Command:
@@ -194,16 +241,16 @@ def to_command(raw: RawMessage) -> Command:
 
 # ---- client to switch -------------------------------------------------------------------
 
-_SAFE_LINE = re.compile(r"^[^\r\n]*$")
+_SAFE_LINE = re.compile(r"[^\r\n\x00]*")
 
 
 def serialize_command(line: str, headers: Iterable[tuple[str, str]] = (), body: bytes = b"") -> bytes:
     """``line\\n[Name: value\\n...]\\n[body]``; refuses newlines that would inject a second command."""
-    if not line or not _SAFE_LINE.match(line):
+    if not line or not _SAFE_LINE.fullmatch(line):
         raise ValueError(f"ESL command must be one non-empty line, got {line!r}")
     out = line + "\n"
     for name, value in headers:
-        if not _SAFE_LINE.match(name) or not _SAFE_LINE.match(value):
+        if not _SAFE_LINE.fullmatch(name) or not _SAFE_LINE.fullmatch(value):
             raise ValueError(f"ESL header {name!r} must not contain a newline")
         out += f"{name}: {value}\n"
     if body:
@@ -291,19 +338,44 @@ def serialize_event(event: EslEvent, fmt: str = "plain") -> bytes:
 
 
 def parse_event(reply: Reply) -> EslEvent:
-    """Decode the payload of a ``text/event-plain`` or ``text/event-json`` message, body intact."""
+    """Decode the payload of a ``text/event-plain`` or ``text/event-json`` message, body intact.
+
+    Anything malformed raises EslProtocolError, and only that, so a reader can drop the one event
+    and go on: a non-numeric or overlong inner Content-Length, JSON that is not an object (or
+    nests too deep), a non-string ``_body``, no ``Event-Name``. Bytes that are not UTF-8 become
+    U+FFFD instead: a hang-up whose caller name is Latin-1 must still arrive.
+    """
     if reply.content_type == "text/event-json":
-        try:
-            obj = json.loads(reply.body)
-        except ValueError as exc:
-            raise EslProtocolError(f"event-json payload is not JSON: {exc}") from None
-        body = obj.pop("_body", None)
-        if body is not None:
-            obj.pop("Content-Length", None)
-        return EslEvent([(k, v if isinstance(v, str) else json.dumps(v)) for k, v in obj.items()], body)
-    if reply.content_type != "text/event-plain":
+        event = _parse_json_event(reply.body)
+    elif reply.content_type == "text/event-plain":
+        event = _parse_plain_event(reply.body)
+    else:
         raise EslProtocolError(f"not an event: Content-Type {reply.content_type!r}")
-    data = reply.body
+    if not event.name:
+        raise EslProtocolError(f"event without Event-Name (headers: {[n for n, _ in event.headers][:8]})")
+    return event
+
+
+def _parse_json_event(payload: bytes) -> EslEvent:
+    try:
+        obj = json.loads(payload.decode("utf-8", errors="replace"))
+    except (ValueError, RecursionError) as exc:
+        raise EslProtocolError(f"event-json payload is not JSON: {str(exc)[:80]}") from None
+    if not isinstance(obj, dict):
+        raise EslProtocolError(f"event-json payload is a JSON {type(obj).__name__}, not an object")
+    body = obj.pop("_body", None)
+    if body is not None:
+        if not isinstance(body, str):
+            raise EslProtocolError(f"event-json _body is a JSON {type(body).__name__}, not a string")
+        obj.pop("Content-Length", None)
+    try:
+        headers = [(k, v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) for k, v in obj.items()]
+    except (ValueError, RecursionError) as exc:
+        raise EslProtocolError(f"event-json header value cannot be kept: {str(exc)[:80]}") from None
+    return EslEvent(headers, body)
+
+
+def _parse_plain_event(data: bytes) -> EslEvent:
     end = data.find(b"\n\n")
     head, rest = (data, b"") if end == -1 else (data[:end], data[end + 2:])
     headers = []
@@ -313,8 +385,10 @@ def parse_event(reply: Reply) -> EslEvent:
         if not sep:
             continue
         if name == "Content-Length":
-            body_len = int(value)
+            body_len = _content_length(value, "an event")
             continue
         headers.append((name, url_decode(value)))
+    if body_len is not None and body_len > len(rest):
+        raise EslProtocolError(f"event body has {len(rest)} bytes, its Content-Length says {body_len}")
     body = rest[:body_len].decode("utf-8", errors="replace") if body_len is not None else None
     return EslEvent(headers, body)

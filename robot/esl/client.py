@@ -2,25 +2,30 @@
 
 greenswitch keeps the surface (``connect()``, ``send()``, ``register_handle()``) but its parser
 URL-decodes whole payloads and drops bodies, its ``send`` has no timeout, and it never reconnects
-(wire-facts section 5). This subclass replaces the I/O loop with :mod:`callbot.esl.protocol`.
+(wire-facts section 5). This subclass is a thin gevent shell around the sans-I/O core: framing and
+event decoding in :mod:`callbot.esl.protocol`, reply and job matching in :mod:`callbot.esl.matching`.
+
+Robustness: a malformed message (a bad event, an oversize body) is logged and dropped, and the
+reader goes on. A reader that ends for any reason (EOF, read error, a framing error it cannot
+resynchronise from, a bug) drops the connection and starts the reconnection; so does a switch that
+answers none of ``stalled_commands`` timed-out commands in a row. The client never claims to be
+connected while nothing reads its socket.
 
 Threading: the client lives in ONE OS thread with its own gevent hub (see
-:mod:`robot.gevent_thread`); gevent objects are not thread-safe, so every public method checks
+:mod:`callbot.robot.shell.gevent_thread`); gevent objects are not thread-safe, so every public method checks
 that it is called from the thread that connected it.
 
 Events are dispatched in one dispatcher greenlet, in arrival order: first to the callback routed
 for the event's ``Unique-ID`` (:meth:`EslClient.route`), then to greenswitch-style handlers
 registered by key (event name, or subclass for CUSTOM), and to ``'*'`` if nobody else took it.
 Callbacks must not block (a call session puts the event on its own queue). Routed callbacks also
-receive the synthetic markers of :mod:`robot.esl_errors` (ESL_DISCONNECTED, ESL_RECONNECTED,
+receive the synthetic markers of :mod:`callbot.robot.esl.errors` (ESL_DISCONNECTED, ESL_RECONNECTED,
 CHANNEL_GONE) around a reconnection.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import socket
 import threading
 import time
 import uuid as uuidlib
@@ -33,10 +38,15 @@ from gevent.queue import Queue
 from greenswitch.esl import InboundESL
 
 from callbot.config import EslSettings
-from callbot.esl.protocol import EslEvent, EslParser, EslProtocolError, Reply, parse_event, serialize_command, to_reply
+from callbot.esl.matching import Answered, JobDone, ReplyMatcher, Unsolicited
+from callbot.esl.protocol import (
+    MAX_BODY_BYTES, MAX_HEADER_BYTES, EslEvent, EslParser, EslProtocolError, RawMessage, Reply, parse_event,
+    serialize_command, to_reply,
+)
 from callbot.robot.esl.commands import (
     AUDIO_STREAM_SUBCLASSES, CALL_EVENTS, check_api_command, parse_show_channels_json, subscription_command,
 )
+from callbot.robot.esl.connect import open_socket
 from callbot.robot.esl.errors import (  # noqa: F401 (re-exported: callers import them from here)
     CHANNEL_GONE, ESL_DISCONNECTED, ESL_RECONNECTED, SYNTHETIC_HEADER, EslAuthError, EslCommandError,
     EslConnectError, EslDisconnected, EslError, EslTimeout,
@@ -46,25 +56,20 @@ from callbot.robot.esl.routing import EventCallback, EventRouter, call_safely
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 65536
-
-
-def _tune_socket(sock: gevent.socket.socket, idle_s: float) -> None:
-    """No Nagle delay (a uuid_break must leave at once); TCP keepalive, so a switch that vanished
-    without a FIN (host down, cable cut) ends the connection."""
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    if hasattr(socket, "TCP_KEEPIDLE"):  # Linux; elsewhere the OS defaults apply
-        idle = max(1, int(idle_s))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, max(1, idle // 3))
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+STALLED_COMMANDS = 3  # timed-out commands in a row with no reply: the switch has stopped answering
 
 
 class EslClient(InboundESL):
     """An inbound ESL connection for one robot process; see the module docstring for the rules."""
 
     def __init__(self, settings: EslSettings, *, events: tuple[str, ...] = CALL_EVENTS,
-                 subclasses: tuple[str, ...] = AUDIO_STREAM_SUBCLASSES, reconnect: bool = True) -> None:
+                 subclasses: tuple[str, ...] = AUDIO_STREAM_SUBCLASSES, reconnect: bool = True,
+                 max_header_bytes: int = MAX_HEADER_BYTES, max_body_bytes: int = MAX_BODY_BYTES,
+                 stalled_commands: int = STALLED_COMMANDS) -> None:
+        """``max_header_bytes`` caps a message's header block (over it, the connection is dropped and
+        made again: the stream cannot be resynchronised); ``max_body_bytes`` caps a body (an event
+        over it is dropped unread, a reply over it fails its command); ``stalled_commands``
+        timed-out commands in a row with no reply drop the connection too."""
         if not settings.password:
             raise EslAuthError("no ESL password configured: set CALLBOT_ESL_PASSWORD or [esl].password to the "
                                "password in FreeSWITCH's autoload_configs/event_socket.conf.xml")
@@ -77,13 +82,15 @@ class EslClient(InboundESL):
         self.on_disconnect: list[Callable[[str], None]] = []
         self.on_reconnect: list[Callable[[], None]] = []
         self._owner: int | None = None
-        self._pending: collections.deque[AsyncResult] = collections.deque()
-        self._jobs: dict[str, AsyncResult] = {}
+        self.max_header_bytes, self.max_body_bytes = max_header_bytes, max_body_bytes
+        self.stalled_commands = max(1, stalled_commands)
+        self.matcher: ReplyMatcher[AsyncResult] = ReplyMatcher()
         self.router = EventRouter(self.event_handlers, settings.max_routes)
         self._events: Queue = Queue(maxsize=settings.event_queue_max)
         self._auth_event = Event()
         self._rejected: str | None = None
         self._dispatcher: gevent.Greenlet | None = None
+        self._reader: gevent.Greenlet | None = None
         self._supervisor: gevent.Greenlet | None = None
         self._stopping = False
         self._dropped_at: float | None = None
@@ -95,8 +102,6 @@ class EslClient(InboundESL):
         self._check_thread()
         self._stopping = False
         self._open()
-        if self._dispatcher is None or self._dispatcher.dead:
-            self._dispatcher = gevent.spawn(self._dispatch_loop)
 
     def authenticate(self) -> None:
         """Send ``auth``; greenswitch's version has no timeout and a bare ValueError."""
@@ -108,23 +113,12 @@ class EslClient(InboundESL):
 
     def _open(self) -> None:
         where = f"{self.host}:{self.port}"
-        try:
-            sock = gevent.socket.create_connection((self.host, self.port), timeout=self.settings.connect_timeout_s)
-        except ConnectionRefusedError:
-            raise EslConnectError(f"cannot reach the Event Socket at {where}: connection refused. Is FreeSWITCH "
-                                  "running, with mod_event_socket listening there (freeswitch_conf/"
-                                  "autoload_configs/event_socket.conf.xml)? Check [esl].host and [esl].port."
-                                  ) from None
-        except TimeoutError:
-            raise EslConnectError(f"connecting to the Event Socket at {where} timed out after "
-                                  f"{self.settings.connect_timeout_s} s: check [esl].host and any firewall") from None
-        except OSError as exc:
-            raise EslConnectError(f"cannot reach the Event Socket at {where}: {exc}") from None
-        sock.settimeout(None)
-        _tune_socket(sock, self.settings.keepalive_s)
+        sock = open_socket(self.settings)
         self.sock, self.connected, self.ready = sock, True, False
         self._auth_event, self._rejected = Event(), None
-        gevent.spawn(self._read_loop, sock)  # ends by itself when the socket closes
+        if self._dispatcher is None or self._dispatcher.dead:
+            self._dispatcher = gevent.spawn(self._dispatch_loop)
+        self._reader = gevent.spawn(self._read_loop, sock)  # ends by itself when the socket closes
         try:
             greeted = self._auth_event.wait(timeout=self.settings.connect_timeout_s)
             if self._rejected is not None:
@@ -166,58 +160,88 @@ class EslClient(InboundESL):
         for greenlet in (self._supervisor, self._dispatcher):
             if greenlet is not None:
                 greenlet.kill(block=False)
-        self._fail_jobs(EslDisconnected("the ESL client was stopped"))
 
-    def _close_socket(self, sock: gevent.socket.socket) -> None:
+    def _close_socket(self, sock: gevent.socket.socket, reason: str = "closed") -> None:
+        """Close ``sock``; if it is the current one, fail every command and job still waiting on it."""
         try:
             sock.close()
         except OSError:
             pass
-        if sock is self.sock:
-            self.connected = self.ready = False
-            self._fail_pending(EslDisconnected(f"the Event Socket at {self.host}:{self.port} closed"))
+        if sock is not self.sock:
+            return
+        self.connected = self.ready = False
+        lost = self.matcher.connection_lost()
+        closed = EslDisconnected(f"the Event Socket at {self.host}:{self.port} closed ({reason})")
+        for waiter in lost.commands:
+            if not waiter.ready():
+                waiter.set_exception(closed)
+        gone = EslDisconnected(f"ESL connection lost ({reason}) before the job finished; "
+                               "the call's route gets ESL_RECONNECTED or CHANNEL_GONE after reconnecting")
+        for waiter in lost.jobs:
+            if not waiter.ready():
+                waiter.set_exception(gone)
 
     # ---- reading ---------------------------------------------------------------------------
 
     def _read_loop(self, sock: gevent.socket.socket) -> None:
-        """One per connection: frame bytes with the sans-I/O parser and hand each message on."""
-        parser = EslParser()
+        """One per connection: frame bytes with the sans-I/O parser and hand each message on.
+
+        However it ends (EOF, read error, framing error, a bug, a kill), the connection is
+        dropped and, unless stopping, made again: never a reader dead behind a live client.
+        """
+        parser = EslParser(max_body=self.max_body_bytes, max_header=self.max_header_bytes, skip_oversize_body=True)
         reason = "closed by the switch"
-        while True:
-            try:
-                data = sock.recv(READ_CHUNK)
-            except OSError as exc:
-                reason = f"read error: {exc}"
-                break
-            if not data:
-                break
-            try:
-                messages = parser.feed(data)
-            except EslProtocolError as exc:
-                reason = f"protocol error: {exc}"
-                break
-            for raw in messages:
-                self._on_message(to_reply(raw))
-        self._connection_lost(sock, reason)
+        try:
+            while True:
+                try:
+                    data = sock.recv(READ_CHUNK)
+                except OSError as exc:
+                    reason = f"read error: {exc}"
+                    break
+                if not data:
+                    break
+                try:
+                    messages = parser.feed(data)
+                except EslProtocolError as exc:
+                    reason = f"protocol error: {exc}"
+                    log.error("esl stream cannot be framed; reconnecting", extra={"error": str(exc)})
+                    break
+                for raw in messages:
+                    self._on_raw(raw)
+        except gevent.GreenletExit:
+            reason = "reader killed"
+            raise
+        except Exception as exc:  # a bug must not leave a client that says it is connected
+            log.exception("esl reader crashed; reconnecting")
+            reason = f"reader crashed: {type(exc).__name__}: {exc}"
+        finally:
+            self._connection_lost(sock, reason)
+
+    def _on_raw(self, raw: RawMessage) -> None:
+        """One framed message; whatever goes wrong with it is logged and the message dropped."""
+        try:
+            self._on_message(to_reply(raw))
+        except Exception:
+            log.exception("esl message dropped: handling it raised", extra={"headers": raw.lines[:4]})
 
     def _on_message(self, reply: Reply) -> None:
         ctype = reply.content_type
         if ctype in ("command/reply", "api/response"):
-            if not self._pending:
-                log.warning("esl reply with no command waiting", extra={"content_type": ctype})
-                return
-            waiter = self._pending.popleft()
-            if not waiter.ready():  # a timed-out command keeps its slot, so later replies stay aligned
-                waiter.set(reply)
+            self._on_reply(reply)
         elif ctype.startswith("text/event-"):
+            if reply.skipped:
+                log.warning("esl event dropped: body over the limit",
+                            extra={"bytes": reply.skipped, "max_body_bytes": self.max_body_bytes})
+                return
             try:
                 event = parse_event(reply)
             except EslProtocolError as exc:
-                log.warning("esl event dropped: %s", exc)
+                log.warning("esl event dropped: %s", exc, extra={"content_type": ctype})
                 return
+            done = self.matcher.receive(event)
             if self._events.full():
                 log.warning("esl event queue full; reading paused", extra={"max": self.settings.event_queue_max})
-            self._events.put(event)
+            self._events.put((event, done if isinstance(done, JobDone) else None))
         elif ctype == "auth/request":
             self._auth_event.set()
         elif ctype == "text/rude-rejection":
@@ -228,11 +252,22 @@ class EslClient(InboundESL):
         elif ctype != "log/data":
             log.warning("esl message of unknown type ignored", extra={"content_type": ctype})
 
+    def _on_reply(self, reply: Reply) -> None:
+        match self.matcher.receive(reply):
+            case Answered(tag=waiter, abandoned=False):
+                if not waiter.ready():
+                    waiter.set(reply)
+            case Answered(sent=sent):
+                log.info("esl late reply dropped (its command had timed out)",
+                         extra={"sent": sent.value, "reply": reply.reply_text or reply.text[:80]})
+            case Unsolicited():
+                log.warning("esl reply with no command waiting", extra={"content_type": reply.content_type})
+
     def _connection_lost(self, sock: gevent.socket.socket, reason: str) -> None:
         if sock is not self.sock:
             return  # an older connection's reader finishing late
         was_ready = self.ready
-        self._close_socket(sock)
+        self._close_socket(sock, reason)
         self._auth_event.set()  # wake a connect() still waiting for auth/request
         self.sock = None
         if not was_ready:
@@ -242,26 +277,12 @@ class EslClient(InboundESL):
         else:
             log.warning("esl connection lost", extra={"reason": reason, "calls": len(self.router)})
         self._dropped_at = time.monotonic()
-        self._fail_jobs(EslDisconnected(f"ESL connection lost ({reason}) before the job finished; "
-                                        "the call's route gets ESL_RECONNECTED or CHANNEL_GONE after reconnecting"))
         for marker in self.router.disconnect_markers(reason):
-            self._events.put(marker)
+            self._events.put((marker, None))
         for callback in self.on_disconnect:
             call_safely(callback, reason)
         if self.reconnect_enabled and not self._stopping:
             self._supervisor = gevent.spawn(self._reconnect_loop)
-
-    def _fail_pending(self, exc: Exception) -> None:
-        while self._pending:
-            waiter = self._pending.popleft()
-            if not waiter.ready():
-                waiter.set_exception(exc)
-
-    def _fail_jobs(self, exc: Exception) -> None:
-        jobs, self._jobs = self._jobs, {}
-        for waiter in jobs.values():
-            if not waiter.ready():
-                waiter.set_exception(exc)
 
     # ---- reconnection ----------------------------------------------------------------------
 
@@ -297,7 +318,7 @@ class EslClient(InboundESL):
             log.error("esl reconcile failed", extra={"error": str(exc)})
             markers = self.router.reconcile_markers(None, outage_s, error=str(exc))
         for marker in markers:
-            self._events.put(marker)
+            self._events.put((marker, None))
 
     # ---- commands --------------------------------------------------------------------------
 
@@ -312,7 +333,11 @@ class EslClient(InboundESL):
     def api(self, cmd: str, timeout: float | None = None) -> str:
         """``api <cmd>``, returning the output text (``-ERR ...`` replies are returned, not raised)."""
         check_api_command(cmd)
-        return self._request(f"api {cmd}", timeout=timeout).text
+        reply = self._request(f"api {cmd}", timeout=timeout)
+        if reply.skipped:
+            raise EslError(f"'api {cmd.split(' ', 1)[0]}' output of {reply.skipped} bytes was dropped: it is over "
+                           f"the client's {self.max_body_bytes}-byte limit (max_body_bytes)")
+        return reply.text if reply.content_type == "api/response" else reply.reply_text
 
     def bgapi_async(self, cmd: str, timeout: float | None = None) -> tuple[str, AsyncResult]:
         """``bgapi <cmd>`` with our own Job-UUID; the AsyncResult gets the job's output text.
@@ -321,61 +346,78 @@ class EslClient(InboundESL):
         EslDisconnected if the connection drops first. Use it for originate.
         """
         check_api_command(cmd)
-        if len(self._jobs) >= self.settings.max_pending_jobs:
-            raise EslError(f"{len(self._jobs)} bgapi jobs already pending (esl.max_pending_jobs)")
+        if self.matcher.jobs_waiting >= self.settings.max_pending_jobs:
+            raise EslError(f"{self.matcher.jobs_waiting} bgapi jobs already pending (esl.max_pending_jobs)")
         job = str(uuidlib.uuid4())
         waiter = AsyncResult()
-        self._jobs[job] = waiter
-        try:
-            reply = self._request(f"bgapi {cmd}", headers=[("Job-UUID", job)])
-        except BaseException:
-            self._jobs.pop(job, None)
-            raise
-        echoed = reply.headers.get("Job-UUID", job)
+        reply = self._request(f"bgapi {cmd}", headers=[("Job-UUID", job)], job=(job, waiter))
         if not reply.reply_text.startswith("+OK"):
-            self._jobs.pop(job, None)
             raise EslCommandError(f"bgapi {cmd.split(' ', 1)[0]} refused: {reply.reply_text}")
-        if echoed != job:  # the switch ignored our header: follow its id
+        echoed = self.matcher.job_uuid(waiter) or reply.headers.get("Job-UUID") or job
+        if echoed != job:  # the switch ignored our header: the matcher follows its id
             log.warning("switch chose its own Job-UUID", extra={"ours": job, "theirs": echoed})
-            self._jobs[echoed] = self._jobs.pop(job)
-            job = echoed
-        expiry = gevent.spawn_later(timeout or self.settings.job_timeout_s, self._expire_job, job)
-        waiter.rawlink(lambda _: expiry.kill(block=False))
-        return job, waiter
+        if not waiter.ready():
+            expiry = gevent.spawn_later(timeout or self.settings.job_timeout_s, self._expire_job, waiter, echoed)
+            waiter.rawlink(lambda _: expiry.kill(block=False))
+        return echoed, waiter
 
     def bgapi(self, cmd: str, timeout: float | None = None) -> str:
         """``bgapi <cmd>`` and wait for its BACKGROUND_JOB body (e.g. ``+OK <uuid>\\n``)."""
         _, waiter = self.bgapi_async(cmd, timeout)
         return waiter.get()
 
-    def _expire_job(self, job: str) -> None:
-        waiter = self._jobs.pop(job, None)
-        if waiter is not None and not waiter.ready():
+    def _expire_job(self, waiter: AsyncResult, job: str) -> None:
+        self.matcher.forget_job(waiter)
+        if not waiter.ready():
             waiter.set_exception(EslTimeout(f"bgapi job {job} got no BACKGROUND_JOB in time (esl.job_timeout_s)"))
 
     def _request(self, line: str, headers: list[tuple[str, str]] | None = None, timeout: float | None = None,
-                 require_ready: bool = True, check: bool = False) -> Reply:
+                 require_ready: bool = True, check: bool = False,
+                 job: tuple[str, AsyncResult] | None = None) -> Reply:
+        """Send one command and wait for the reply the matcher says is its own.
+
+        ``job`` (Job-UUID, result waiter) marks a bgapi whose BACKGROUND_JOB the matcher will watch for.
+        """
         self._check_thread()
         verb = line.split(" ", 2)[:2] if line.startswith("api ") else line.split(" ", 1)[:1]
         what = " ".join(verb)
-        if self.sock is None or not self.connected or (require_ready and not self.ready):
+        sock = self.sock
+        if sock is None or not self.connected or (require_ready and not self.ready):
             raise EslDisconnected(f"cannot send {what!r}: not connected to {self.host}:{self.port}")
         data = serialize_command(line, headers or [])
         waiter = AsyncResult()
-        self._pending.append(waiter)
+        if job is not None:
+            self.matcher.bgapi_sent(waiter, *job)
+        elif line.startswith("api "):
+            self.matcher.api_sent(waiter)
+        else:
+            self.matcher.command_sent(waiter)
         try:
-            self.sock.sendall(data)
+            sock.sendall(data)
         except OSError as exc:
-            self._connection_lost(self.sock, f"write error: {exc}")
+            self._connection_lost(sock, f"write error: {exc}")
             raise EslDisconnected(f"cannot send {what!r}: {exc}") from None
         limit = self.settings.command_timeout_s if timeout is None else timeout
         try:
             reply: Reply = waiter.get(timeout=limit)
         except gevent.Timeout:
+            self._timed_out(waiter, sock)
             raise EslTimeout(f"{what!r} got no reply from {self.host}:{self.port} within {limit} s") from None
+        except BaseException:  # killed while waiting: the reply, when it comes, is nobody's
+            self.matcher.abandon(waiter)
+            raise
         if check and reply.reply_text.startswith("-ERR"):
             raise EslCommandError(f"{what!r} failed: {reply.reply_text}")
         return reply
+
+    def _timed_out(self, waiter: AsyncResult, sock: gevent.socket.socket) -> None:
+        """A command timed out: it keeps its place in the FIFO; several in a row unanswered means a
+        switch that stopped answering, so the connection is dropped and made again."""
+        self.matcher.abandon(waiter)
+        stalled = self.matcher.abandoned_waiting
+        if stalled >= self.stalled_commands and sock is self.sock:
+            log.error("esl switch stopped answering; reconnecting", extra={"unanswered": stalled})
+            self._connection_lost(sock, f"{stalled} commands in a row got no reply")
 
     # ---- routing and dispatch --------------------------------------------------------------
 
@@ -405,14 +447,19 @@ class EslClient(InboundESL):
             log.debug("filter delete failed", extra={"call_uuid": call_uuid, "error": str(exc)})
 
     def _dispatch_loop(self) -> None:
+        """One per client: events in arrival order; a failure is logged and the next event goes on."""
         while True:
-            self._dispatch(self._events.get())
+            event, done = self._events.get()
+            try:
+                self._dispatch(event, done)
+            except Exception:
+                log.exception("esl dispatch failed", extra={"event": event.key, "uuid": event.unique_id})
 
-    def _dispatch(self, event: EslEvent) -> None:
-        if event.name == "BACKGROUND_JOB":
-            waiter = self._jobs.pop(event.get("Job-UUID") or "", None)
-            if waiter is not None and not waiter.ready():
-                waiter.set(event.body or "")
+    def _dispatch(self, event: EslEvent, done: JobDone[AsyncResult] | None = None) -> None:
+        """Complete the bgapi a BACKGROUND_JOB answers (in event order, after the call's earlier
+        events), then route the event."""
+        if done is not None and not done.tag.ready():
+            done.tag.set(done.body)
         self.router.dispatch(event)
 
     def _check_thread(self) -> None:
@@ -421,4 +468,4 @@ class EslClient(InboundESL):
             self._owner = ident
         elif ident != self._owner:
             raise RuntimeError("EslClient used from another OS thread; it belongs to the thread that connected it "
-                               "(submit work through robot.gevent_thread.GeventThread)")
+                               "(submit work through callbot.robot.shell.gevent_thread.GeventThread)")
