@@ -99,6 +99,10 @@ class Vad:
         window = max(1, settings.modulation_window_ms // settings.frame_ms)
         self._levels: collections.deque[float] = collections.deque(maxlen=window)
 
+    def speech_raw(self, frame: Frame) -> bool:
+        """The backend's own call on a frame, without the guards (the cascade's rescue asks it)."""
+        return self._classify(frame.samples)
+
     def decide(self, frame: Frame) -> FrameDecision:
         """The verdict on one frame; updates the noise floor and the modulation window."""
         s = self._settings

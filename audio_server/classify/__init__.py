@@ -1,0 +1,1 @@
+"""Speech confirmation: is the sound the cheap gate let through speech, or music, tones and alerts?"""

@@ -1,0 +1,191 @@
+"""Echo gate: a frame counts as the caller only where its sound is not explained by the robot's prompt.
+
+While a prompt plays (and for ``max_delay_ms`` after), each 20 ms frame's band energies (13 bands,
+200-3600 Hz) are compared with the prompt's band energies at the echo path's delay. The path is
+learnt while the prompt plays, from the last second of frames:
+- **delay**: the lag (0 to ``max_delay_ms``, 5 ms steps) at which the log band energies of the
+  line and of the prompt correlate best; taken when the correlation reaches ``lock_correlation``;
+- **gain and short filter**: per band, a low percentile of line/prompt energy ratios (a band's
+  gain is the magnitude of the path's filter there); the caller's voice only ever adds energy, so
+  a low percentile ignores double talk.
+Before the path is known the gate assumes the worst echo (``prelock_gain_db``, any delay). The
+predicted echo takes the prompt's loudest row within ``slack_ms`` of the delay, so a marker one
+frame off, or a pause that lands a few ms late, is still covered. The frame is the caller's when
+at least ``caller_ratio`` of its energy is left once the predicted echo (times ``margin_db``) and the
+line's noise are taken out. Double talk therefore counts from the caller's own first frame.
+Sans-I/O: frames and marker times (stream samples) in, verdicts out.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from callbot.audio_server.echo.reference import PlaybackTimeline, PromptBands, band_energies, frame_len
+
+
+@dataclass(frozen=True)
+class EchoSettings:
+    """Echo rejection with the robot's own prompt as the reference (section ``speech`` of the settings)."""
+
+    max_delay_ms: int = 600  # longest echo path searched
+    slack_ms: int = 10  # predicted echo = the loudest prompt row within this much of the delay
+    history_ms: int = 1000  # frames the path is estimated from
+    estimate_every_ms: int = 200
+    lock_correlation: float = 0.5
+    prelock_gain_db: float = -3.0  # before the path is known: echo assumed at most this far below the prompt
+    margin_db: float = 3.0  # the predicted echo is scaled up this much before it is taken out
+    caller_ratio: float = 0.15  # share of the frame's energy left over that makes it the caller's
+    gain_percentile: float = 30.0
+    pause_latency_ms: int = 45  # a pause or resume marker takes effect this late (41-52 ms measured)
+
+
+@dataclass(frozen=True)
+class EchoVerdict:
+    """One frame: whether the prompt could be in it, the share of energy left over, and the path used."""
+
+    reference: bool
+    caller: bool
+    caller_ratio: float
+    delay_ms: float | None
+
+
+NO_REFERENCE = EchoVerdict(reference=False, caller=True, caller_ratio=1.0, delay_ms=None)
+
+
+class EchoGate:
+    """One stream's echo gate (see the module docstring)."""
+
+    DELAY_STEP_HOPS = 2  # 5 ms between candidate delays
+
+    def __init__(self, rate: int, settings: EchoSettings | None = None) -> None:
+        self.settings = s = settings or EchoSettings()
+        self.rate = rate
+        self.timeline = PlaybackTimeline(pause_latency=s.pause_latency_ms * rate // 1000)
+        self.prompt: PromptBands | None = None
+        self._n = frame_len(rate)
+        self._history_frames = max(10, s.history_ms // 20)
+        self._estimate_every = max(1, s.estimate_every_ms // 20)
+        self._max_delay = s.max_delay_ms * rate // 1000
+        self._noise: np.ndarray | None = None
+        self._reset_path()
+
+    def _reset_path(self) -> None:
+        self._hist_y: list[np.ndarray] = []
+        self._hist_start: list[int] = []
+        self._since_estimate = 0
+        self.delay: int | None = None  # samples
+        self.gains: np.ndarray | None = None
+        self.correlation = 0.0
+
+    # --- markers (stream samples) ---------------------------------------------------------------
+
+    def start(self, prompt: PromptBands, at: int) -> None:
+        """A prompt starts at stream sample ``at``; the path learnt on the last prompt is kept as a prior."""
+        self.prompt = prompt
+        self.timeline.start(at)
+        self._hist_y, self._hist_start = [], []
+
+    def stop(self, at: int) -> None:
+        self.timeline.stop(at)
+
+    def pause(self, at: int) -> None:
+        self.timeline.pause(at)
+
+    def resume(self, at: int) -> None:
+        self.timeline.resume(at)
+
+    # --- frames ---------------------------------------------------------------------------------
+
+    def active(self, start: int) -> bool:
+        """Whether the prompt can be heard in a frame starting at ``start`` (played, or still echoing)."""
+        if self.prompt is None or not self.timeline.spans:
+            return False
+        end = self.timeline.last_end()
+        return end is None or start < end + self._max_delay + self._n
+
+    def judge(self, samples: np.ndarray, start: int) -> EchoVerdict:
+        """The verdict on one frame of the line starting at stream sample ``start``."""
+        if not self.active(start):
+            return NO_REFERENCE
+        s = self.settings
+        y = band_energies(samples[None, :], self.rate)[0]
+        self._track_noise(y)
+        noise = self._noise if self._noise is not None else np.zeros_like(y)
+        self._remember(y, start)
+        if self.delay is None or self.gains is None:
+            echo = 10 ** (s.prelock_gain_db / 10) * self._reference(start, 0, self._max_delay).max(axis=0)
+        else:
+            slack = s.slack_ms * self.rate // 1000
+            echo = self.gains * self._reference(start, self.delay - slack, self.delay + slack).max(axis=0)
+        left = np.maximum(0.0, y - 10 ** (s.margin_db / 10) * echo - 2.0 * noise)
+        ratio = float(left.sum() / max(float(y.sum()), 1e-6))
+        delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
+        return EchoVerdict(reference=True, caller=ratio >= s.caller_ratio, caller_ratio=ratio, delay_ms=delay_ms)
+
+    def _track_noise(self, y: np.ndarray) -> None:
+        if self._noise is None:
+            self._noise = y.copy()
+        else:  # falls fast to quieter frames, rises about 5 dB per second
+            self._noise = np.where(y < self._noise, self._noise + 0.3 * (y - self._noise), self._noise * 1.023)
+
+    def _rows(self, starts: np.ndarray) -> np.ndarray:
+        """Prompt band rows for frames starting at these stream samples; -1 where nothing played."""
+        assert self.prompt is not None
+        pos = self.timeline.positions(starts)
+        rows = np.where(pos >= 0, pos // self.prompt.hop, -1)
+        return np.where(rows < len(self.prompt.bands), rows, -1)
+
+    def _reference(self, start: int, lo: int, hi: int) -> np.ndarray:
+        """Prompt band energies for this frame at every candidate delay in [lo, hi] samples: (delays, bands)."""
+        assert self.prompt is not None
+        step = self.prompt.hop * self.DELAY_STEP_HOPS
+        delays = np.arange(max(0, lo), max(0, hi) + 1, step)
+        rows = self._rows(start - delays)
+        bands = self.prompt.bands[np.maximum(rows, 0)]
+        return np.where((rows >= 0)[:, None], bands, 0.0)
+
+    def _remember(self, y: np.ndarray, start: int) -> None:
+        self._hist_y.append(y)
+        self._hist_start.append(start)
+        if len(self._hist_y) > self._history_frames:
+            del self._hist_y[0], self._hist_start[0]
+        self._since_estimate += 1
+        if self._since_estimate >= self._estimate_every and len(self._hist_y) >= self._history_frames // 2:
+            self._since_estimate = 0
+            self._estimate()
+
+    def _estimate(self) -> None:
+        """Delay by log-band-energy correlation over the history, then per-band gains at that delay."""
+        assert self.prompt is not None
+        step = self.prompt.hop * self.DELAY_STEP_HOPS
+        delays = np.arange(0, self._max_delay + 1, step)
+        starts = np.array(self._hist_start)
+        rows = self._rows(starts[:, None] - delays[None, :])  # (frames, delays)
+        ref = np.where((rows >= 0)[..., None], self.prompt.bands[np.maximum(rows, 0)], 0.0)  # (f, d, b)
+        y = np.array(self._hist_y)  # (f, b)
+        floor = 1e-3 * max(float(ref.max()), 1.0)
+        if not np.any(ref > floor):
+            return
+        ly = np.log(y + 1.0)[:, None, :]
+        lr = np.log(ref + floor)
+        ly_c = ly - ly.mean(axis=(0, 2), keepdims=True)
+        lr_c = lr - lr.mean(axis=(0, 2), keepdims=True)
+        num = (ly_c * lr_c).sum(axis=(0, 2))
+        den = np.sqrt((ly_c ** 2).sum(axis=(0, 2)) * (lr_c ** 2).sum(axis=(0, 2))) + 1e-9
+        corr = num / den
+        best = int(np.argmax(corr))
+        self.correlation = float(corr[best])
+        if self.correlation < self.settings.lock_correlation:
+            return
+        self.delay = int(delays[best])
+        r = ref[:, best, :]
+        loud = r > np.percentile(r, 50, axis=0, keepdims=True)
+        ratios = np.where(loud & (r > floor), y / np.maximum(r, 1e-6), np.nan)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a band the prompt never reached: no estimate
+            gains = np.nanpercentile(ratios, self.settings.gain_percentile, axis=0)
+        fallback = float(np.nanmedian(gains)) if np.any(np.isfinite(gains)) else 10 ** (self.settings.prelock_gain_db / 10)
+        self.gains = np.where(np.isfinite(gains), gains, fallback).astype(np.float32)

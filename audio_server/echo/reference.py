@@ -1,0 +1,129 @@
+"""The robot's prompt as an echo reference: its band energies every 2.5 ms, and where it is in stream time.
+
+``PromptBands`` is computed once per prompt file and rate (cached): the echo gate only ever
+compares band energies, so the prompt's samples are not kept. ``PlaybackTimeline`` maps stream
+samples to prompt positions through start, pause, resume and stop markers; it never reads a clock.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+HOP_MS = 2.5
+BAND_EDGES_HZ = (200, 400, 600, 800, 1000, 1250, 1500, 1750, 2000, 2300, 2600, 2900, 3200, 3600)
+
+
+def frame_len(rate: int) -> int:
+    return rate // 50  # 20 ms: the pipeline's frame, and the window every band energy is measured over
+
+
+@functools.lru_cache(maxsize=4)
+def band_matrix(rate: int) -> np.ndarray:
+    """(FFT bins, bands) 0/1 matrix: which rfft bin of a 20 ms frame falls in which band."""
+    n = frame_len(rate)
+    freqs = np.fft.rfftfreq(n, 1.0 / rate)
+    edges = [e for e in BAND_EDGES_HZ if e < rate / 2]
+    m = np.zeros((len(freqs), len(edges) - 1), dtype=np.float32)
+    for b in range(len(edges) - 1):
+        m[(freqs >= edges[b]) & (freqs < edges[b + 1]), b] = 1.0
+    return m
+
+
+@functools.lru_cache(maxsize=4)
+def _window(rate: int) -> np.ndarray:
+    return np.hanning(frame_len(rate)).astype(np.float32)
+
+
+def band_energies(frames: np.ndarray, rate: int) -> np.ndarray:
+    """Band energies of (k, 20 ms) frames of int16-scaled samples: (k, bands)."""
+    spectrum = np.fft.rfft(frames.astype(np.float32) * _window(rate), axis=-1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    return power @ band_matrix(rate)
+
+
+@dataclass(frozen=True)
+class PromptBands:
+    """A prompt's band energies, one row every ``hop`` samples (the 20 ms frame starting there)."""
+
+    bands: np.ndarray  # (rows, bands)
+    hop: int
+    samples: int
+
+    @classmethod
+    def of(cls, samples: np.ndarray, rate: int) -> "PromptBands":
+        n = frame_len(rate)
+        hop = int(rate * HOP_MS / 1000)
+        x = np.concatenate([samples.astype(np.float32), np.zeros(n, np.float32)])
+        rows = max(1, (len(samples) + hop - 1) // hop)
+        idx = np.arange(rows)[:, None] * hop + np.arange(n)[None, :]
+        return cls(bands=band_energies(x[idx], rate), hop=hop, samples=len(samples))
+
+
+@functools.lru_cache(maxsize=64)
+def load_prompt_bands(path: str, rate: int) -> PromptBands:
+    """Read a prompt WAV (mono or the first channel), resample to ``rate`` if needed; cached per file and rate.
+
+    This is the one file read of the echo path, done when the playback marker arrives (the shell
+    may call it ahead of time to warm the cache).
+    """
+    import soundfile as sf
+
+    data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    x = data[:, 0] * 32768.0
+    if file_rate != rate:
+        t = np.arange(int(len(x) * rate / file_rate)) * (file_rate / rate)
+        x = np.interp(t, np.arange(len(x)), x).astype(np.float32)
+    return PromptBands.of(x, rate)
+
+
+def resolve_prompt(prompts_dir: str | Path, file: str) -> Path:
+    """The prompt file of a playback marker; ``..`` and absolute paths are refused (DESIGN section 2)."""
+    rel = Path(file)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise ValueError(f"playback file {file!r}: must be a relative path inside the prompts directory")
+    return Path(prompts_dir) / rel
+
+
+@dataclass
+class PlaybackTimeline:
+    """Which prompt sample plays at each stream sample: spans of (stream start, prompt start, stream end)."""
+
+    pause_latency: int = 0  # samples between a pause/resume marker and the prompt going silent/on again
+    spans: list[list[int | None]] = field(default_factory=list)
+
+    def start(self, at: int) -> None:
+        self.spans = [[at, 0, None]]
+
+    def stop(self, at: int) -> None:
+        if self.spans and self.spans[-1][2] is None:
+            self.spans[-1][2] = max(at, int(self.spans[-1][0]))  # type: ignore[arg-type]
+
+    def pause(self, at: int) -> None:
+        self.stop(at + self.pause_latency)
+
+    def resume(self, at: int) -> None:
+        if not self.spans or self.spans[-1][2] is None:
+            return
+        start, pos, end = self.spans[-1]
+        played = int(pos) + int(end) - int(start)  # type: ignore[arg-type]
+        self.spans.append([at + self.pause_latency, played, None])
+
+    def positions(self, stream_samples: np.ndarray) -> np.ndarray:
+        """Prompt sample playing at each stream sample, -1 where nothing plays."""
+        out = np.full(stream_samples.shape, -1, dtype=np.int64)
+        for start, pos, end in self.spans:
+            inside = stream_samples >= start
+            if end is not None:
+                inside &= stream_samples < end
+            out = np.where(inside, stream_samples - int(start) + int(pos), out)  # type: ignore[arg-type]
+        return out
+
+    def last_end(self) -> int | None:
+        """Stream sample where the last span ended (None while playing, or when nothing ever played)."""
+        if not self.spans:
+            return None
+        return self.spans[-1][2]  # type: ignore[return-value]
