@@ -114,7 +114,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
     wav = resolve_fixture(fixture)
     settings = replay_settings(settings)
     scenario_path = Path(scenario) if scenario else Path(settings.robot.scenario or bundled_scenario())
-    sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate, prompts_dir=settings.robot.prompts_dir)
+    sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate)
     with _latency_mode(), SimSwitchThread(
             speed=speed, esl_port=0, password=SIM_PASSWORD, fixtures_dir=wav.parent) as switch:
         if audio_port is not None:

@@ -96,7 +96,8 @@ _LINES: dict[str, str] = {
     "speech_short": "caller stops ({duration_ms} ms: too short to barge in)",
     "speech_stopped": "caller stops ({duration_ms} ms)",
     "barge_in": "BARGE-IN detected (speech since {onset_s:.3f} s of stream, {duration_ms} ms)",
-    "uuid_break": "robot sends uuid_break ({reply})",
+    "uuid_break": "robot sends uuid_break",
+    "break_reply": "switch answers uuid_break: {reply}",
     "final": 'caller said: "{text}"',
     "reply": "reply to {step}: {outcome}",
     "state": "state {source_state} -> {state} ({cause})",
@@ -106,7 +107,7 @@ _LINES: dict[str, str] = {
     "CHANNEL_GONE": "channel gone during an ESL outage",
     "amd": "amd {result} ({cause}, decided at {decided_at_s} s of stream)",
     "amd_result": "robot acts on amd {result} ({cause}): {action}",
-    "amd_break": "robot stops {step} for the voicemail ({reply})",
+    "amd_break": "robot stops {step} for the voicemail",
     "no_beep": "no beep after the greeting: {action}",
     "beep": "beep {freq_hz} Hz",
 }

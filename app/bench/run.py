@@ -24,7 +24,7 @@ from callbot.config import Settings
 from callbot.app.bench.proc import AudioServerProcess, BenchError, peak_rss_mb, process_cpu_s, thread_cpu_s
 from callbot.app.bench.score import percentiles, score_call, summarize
 from callbot.robot.call.record import CallRecord
-from callbot.robot.call.session import CallSession
+from callbot.robot.shell.session import CallSession
 from callbot.robot.checks import require_ok, run_checks
 from callbot.robot.esl.client import EslClient
 from callbot.robot.shell.gevent_thread import GeventThread
@@ -102,8 +102,7 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
     sidecars = {w: load_sidecar(w) or {} for w in wavs}
     starts_s = [cfg.ramp_s * i / calls if ramp else 0.0 for i in range(calls)]
     settings = replay_settings(settings)
-    scenario = load_scenario(settings.robot.scenario or bundled_scenario(), rate=settings.robot.prompt_rate,
-                             prompts_dir=settings.robot.prompts_dir)
+    scenario = load_scenario(settings.robot.scenario or bundled_scenario(), rate=settings.robot.prompt_rate)
     load_start = os.getloadavg()
     with AudioServerProcess(settings, config_path, calls, cfg.server_start_timeout_s) as audio, \
             SimSwitchThread(speed=speed, esl_port=0, password=SIM_PASSWORD,

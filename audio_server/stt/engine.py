@@ -14,7 +14,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -181,6 +181,10 @@ class SttEngine:
         log.info("stt model ready", extra={"model": where, "load_s": round(time.perf_counter() - started, 3),
                                            "workers": settings.workers, "cpu_threads": settings.cpu_threads})
         self._queue = DecodeQueue(settings.queue_max)
+        self._busy = False
+        # Told (on the loop's thread) when decoding starts and when the last queued decode ends: a replay
+        # holds its virtual clock meanwhile, so that a decode takes no call time at any speed.
+        self.on_busy: Callable[[bool], None] | None = None
         self._futures: dict[DecodeJob, tuple[asyncio.Future[DecodeResult | None], float]] = {}
         self._running = 0
         self._running_partials = 0
@@ -293,6 +297,11 @@ class SttEngine:
             task.add_done_callback(lambda t, job=job, future=future: self._done(job, future, t))
         self.metrics.queue_depth.set(len(self._queue))
         self.metrics.in_flight.set(self._running)
+        busy = bool(self._running or len(self._queue))
+        if busy != self._busy:
+            self._busy = busy
+            if self.on_busy is not None:
+                self.on_busy(busy)
 
     def _done(self, job: DecodeJob, future: asyncio.Future[DecodeResult | None], task: asyncio.Future) -> None:
         self._running -= 1

@@ -1,7 +1,7 @@
 """Collecting the caller's reply: speech and transcripts in, a decision on when the reply is complete out.
 
-Sans-I/O: it is fed audio events and the robot's wall clock (``now``) and never waits itself; the
-call session asks :meth:`ReplyCollector.complete` while it waits for the reply.
+Sans-I/O and in call time: it is fed audio events with the call-clock time they were handled at,
+and tells the call when to look again (:meth:`ReplyCollector.next_check`).
 """
 
 from __future__ import annotations
@@ -9,49 +9,57 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from callbot.events import AudioEvent
+from callbot.events import AudioEvent, Final, SpeechShort, SpeechStarted, SpeechStopped
 
 
 @dataclass
 class ReplyCollector:
     """The reply to one step: what was said (finals) and whether more is still coming.
 
-    ``speed`` converts wall time to call time; ``final_wait_wall_s`` is how long after speech ends a
-    final transcript may still arrive (STT runs in wall time, whatever the switch's speed).
+    ``final_wait_s`` is how long (call time) after speech ends its final transcript may still arrive.
     """
 
-    speed: float
-    final_wait_wall_s: float
+    final_wait_s: float
     texts: list[str] = field(default_factory=list)
     speaking: bool = False
     heard_speech: bool = False
-    speech_ended_wall: float | None = None  # the last end of speech not yet followed by a final
+    speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
 
     def reset(self) -> None:
-        """A new step: earlier speech belonged to the previous one (``speaking`` carries over)."""
-        self.texts, self.heard_speech, self.speech_ended_wall = [], self.speaking, None
+        """A new step, or a prompt the caller did not interrupt: earlier words do not answer it (``speaking`` carries over)."""
+        self.texts, self.heard_speech, self.speech_ended_at = [], self.speaking, None
 
     def feed(self, event: AudioEvent, now: float) -> None:
-        kind = event.type
-        if kind == "speech_started":
-            self.speaking = self.heard_speech = True
-        elif kind in ("speech_stopped", "speech_short"):
+        match event:
+            case SpeechStarted():
+                self.speaking = self.heard_speech = True
+            case SpeechStopped() | SpeechShort():
+                self.speaking = False
+                self.speech_ended_at = now
+            case Final(text=text):
+                self.speech_ended_at = None
+                if text.strip():
+                    self.texts.append(text.strip())
+
+    def audio_lost(self, now: float) -> None:
+        """The stream dropped: whatever the caller was saying has ended as far as we can ever know."""
+        if self.speaking:
             self.speaking = False
-            self.speech_ended_wall = now
-        elif kind == "final":
-            self.speech_ended_wall = None
-            text = event.text.strip()  # type: ignore[attr-defined]
-            if text:
-                self.texts.append(text)
+            self.speech_ended_at = now
 
     def complete(self, now: float, started: float, window_s: float, max_reply_s: float) -> bool:
         """True once the reply is over: words heard and no more coming, or nothing said within ``window_s``."""
-        listened_s = (now - started) * self.speed
+        if not self.speaking and self.speech_ended_at is None and self.texts:
+            return True
+        return now >= self.next_check(started, window_s, max_reply_s)
+
+    def next_check(self, started: float, window_s: float, max_reply_s: float) -> float:
+        """The call time at which :meth:`complete` turns true if nothing new is heard (one formula for both)."""
         if self.speaking:
-            return listened_s >= max_reply_s
-        if self.speech_ended_wall is not None:
-            return now - self.speech_ended_wall >= self.final_wait_wall_s
-        return bool(self.texts) or listened_s >= window_s
+            return started + max_reply_s
+        if self.speech_ended_at is not None:
+            return self.speech_ended_at + self.final_wait_s
+        return started + window_s
 
     def outcome(self, match: Callable[[str], str | None]) -> tuple[str, str]:
         """(intent | unknown | silence, text heard)."""

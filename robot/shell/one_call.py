@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from callbot.config import Settings
 from callbot.robot.call.record import CallRecord
-from callbot.robot.call.session import CallSession
+from callbot.robot.shell.session import CallSession
 from callbot.robot.checks import require_ok, run_checks
 from callbot.robot.esl.client import EslClient
 from callbot.robot.scenario.loader import Scenario

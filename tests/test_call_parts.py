@@ -2,56 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
 from pathlib import Path
 
 import gevent
 import pytest
 
-from callbot.robot.call.queue import CallItem, CallQueue, QueueFull
+from callbot.events import BargeIn, Final, SpeechShort, SpeechStarted, to_json
+from callbot.esl.protocol import EslEvent
+from callbot.robot.call.events import AudioTextIgnored, HungUp, PlaybackStopped
+from callbot.robot.call.inbound import translate
+from callbot.robot.call.reply import ReplyCollector
+from callbot.robot.call.timeline import Timeline
+from callbot.robot.shell.queue import CallQueue, QueueFull
 from callbot.robot.scenario.intents import IntentMatcher, normalize
 from callbot.resources import prompts_dir
 from callbot.robot.scenario.loader import ScenarioError, bundled_scenario, load_scenario
-from callbot.robot.call.states import TRANSITIONS, CallState, CallStateMachine, IllegalTransition
-
-# ---- states -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("source,target", list(itertools.product(CallState, CallState)))
-def test_every_pair_of_states_is_allowed_exactly_when_the_table_says(source, target):
-    sm = CallStateMachine("c", state=source)
-    if target in TRANSITIONS[source]:
-        move = sm.go(target, "test")
-        assert (sm.state, move.source, move.cause) == (target, source, "test")
-    else:
-        with pytest.raises(IllegalTransition, match=f"{source.value} -> {target.value} is not allowed"):
-            sm.go(target, "test")
-        assert sm.state is source
-
-
-def test_every_state_can_reach_done_and_every_live_state_can_hang_up():
-    for state in CallState:
-        seen, todo = {state}, [state]
-        while todo:
-            for nxt in TRANSITIONS[todo.pop()]:
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        assert CallState.DONE in seen or state is CallState.DONE, state
-        if state not in (CallState.HANGUP, CallState.DONE):
-            assert CallState.HANGUP in TRANSITIONS[state] or CallState.HANGING_UP in TRANSITIONS[state]
-
-
-def test_the_design_path_is_legal_and_recorded_with_causes():
-    sm = CallStateMachine("c")
-    path = [CallState.ANSWERED, CallState.AMD, CallState.PLAYING, CallState.LISTENING, CallState.PLAYING,
-            CallState.HANGING_UP, CallState.HANGUP, CallState.DONE]
-    for i, state in enumerate(path):
-        sm.go(state, f"cause {i}")
-    assert [m.target for m in sm.history] == path and sm.history[2].cause == "cause 2"
-    assert sm.ended
-
 
 # ---- call queue ---------------------------------------------------------------------------
 
@@ -59,32 +25,32 @@ def test_the_design_path_is_legal_and_recorded_with_causes():
 def test_barge_in_and_hangup_jump_ahead_of_waiting_transcripts():
     q = CallQueue(maxsize=10)
     for i in range(5):
-        q.put(CallItem("audio", i))
-    q.put(CallItem("barge_in", "b"))
-    q.put(CallItem("hangup", "h"))
-    kinds = [q.get(0).kind for _ in range(7)]
-    assert kinds == ["barge_in", "hangup", "audio", "audio", "audio", "audio", "audio"]
+        q.put(SpeechShort(t=i, duration_ms=100))
+    q.put(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500))
+    q.put(HungUp("NORMAL_CLEARING"))
+    kinds = [type(q.get(0)).__name__ for _ in range(7)]
+    assert kinds == ["BargeIn", "HungUp"] + ["SpeechShort"] * 5
     assert q.get(0.01) is None
 
 
 def test_full_normal_lane_drops_its_oldest_never_an_urgent_item():
     q = CallQueue(maxsize=3, urgent_max=2)
     for i in range(5):
-        q.put(CallItem("audio", i))
-    q.put(CallItem("barge_in"))
+        q.put(SpeechShort(t=i, duration_ms=100))
+    q.put(BargeIn(t=9.0, onset_s=7.5, duration_ms=1500))
     assert q.dropped == 2 and len(q) == 4
-    assert [q.get(0).data for _ in range(4)] == [None, 2, 3, 4]
-    q.put(CallItem("hangup"))
-    q.put(CallItem("hangup"))
+    assert [q.get(0).t for _ in range(4)] == [9.0, 2, 3, 4]
+    q.put(HungUp("NORMAL_CLEARING"))
+    q.put(HungUp("NORMAL_CLEARING"))
     with pytest.raises(QueueFull):
-        q.put(CallItem("hangup"))
+        q.put(HungUp("NORMAL_CLEARING"))
 
 
 def test_a_waiting_getter_wakes_when_an_item_arrives():
     q = CallQueue()
-    gevent.spawn_later(0.02, q.put, CallItem("barge_in", 1))
+    gevent.spawn_later(0.02, q.put, HungUp("NORMAL_CLEARING"))
     item = q.get(timeout=2)
-    assert item is not None and item.kind == "barge_in"
+    assert isinstance(item, HungUp)
 
 
 # ---- intents ------------------------------------------------------------------------------
@@ -206,17 +172,15 @@ def test_bad_toml_missing_file_and_wrong_types_are_clear(tmp_path):
 
 
 def test_reply_waits_for_the_final_after_speech_then_judges_it():
-    from callbot.events import Final, SpeechShort, SpeechStarted
-    from callbot.robot.call.reply import ReplyCollector
-
-    r = ReplyCollector(speed=1.0, final_wait_wall_s=2.0)
+    r = ReplyCollector(final_wait_s=2.0)
     match = IntentMatcher.for_language("en").match
     assert not r.complete(now=1.0, started=0.0, window_s=5.0, max_reply_s=30.0)
     r.feed(SpeechStarted(t=1.0), now=1.0)
     assert not r.complete(now=40.0, started=20.0, window_s=5.0, max_reply_s=30.0)  # still talking
-    assert r.complete(now=51.0, started=20.0, window_s=5.0, max_reply_s=30.0)  # talking too long
+    assert r.complete(now=50.0, started=20.0, window_s=5.0, max_reply_s=30.0)  # talking too long
     r.feed(SpeechShort(t=1.4, duration_ms=400), now=1.5)
     assert not r.complete(now=3.0, started=0.0, window_s=5.0, max_reply_s=30.0)  # a final may come
+    assert r.next_check(started=0.0, window_s=5.0, max_reply_s=30.0) == 3.5
     r.feed(Final(t=1.6, text=" Yes. ", start_s=1.0, end_s=1.4, avg_logprob=0, no_speech_prob=0), now=1.7)
     assert r.complete(now=1.7, started=0.0, window_s=5.0, max_reply_s=30.0)
     assert r.outcome(match) == ("yes", "Yes.")
@@ -227,10 +191,7 @@ def test_reply_waits_for_the_final_after_speech_then_judges_it():
 
 
 def test_speech_without_any_transcript_is_unknown_after_the_final_wait():
-    from callbot.events import SpeechShort, SpeechStarted
-    from callbot.robot.call.reply import ReplyCollector
-
-    r = ReplyCollector(speed=10.0, final_wait_wall_s=1.5)
+    r = ReplyCollector(final_wait_s=1.5)
     r.feed(SpeechStarted(t=1.0), now=0.1)
     r.feed(SpeechShort(t=1.4, duration_ms=400), now=0.15)
     assert not r.complete(now=1.6, started=0.0, window_s=6.0, max_reply_s=30.0)
@@ -238,27 +199,31 @@ def test_speech_without_any_transcript_is_unknown_after_the_final_wait():
     assert r.outcome(IntentMatcher.for_language("en").match) == ("unknown", "")
 
 
-def test_classify_marks_barge_in_and_hangup_urgent_and_rejects_foreign_audio():
-    from callbot.events import BargeIn, Final, to_json
-    from callbot.esl.protocol import EslEvent
-    from callbot.robot.call.queue import URGENT_KINDS, classify
+def test_a_lost_stream_ends_the_speech_in_progress():
+    r = ReplyCollector(final_wait_s=1.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    r.audio_lost(now=2.0)
+    assert not r.speaking and r.complete(now=3.0, started=0.0, window_s=6.0, max_reply_s=30.0)
 
+
+def test_translate_gives_each_esl_event_its_class_and_rejects_foreign_audio():
     me, other = "0f8fad5b-d9cb-469f-a165-70867728950e", "1f8fad5b-d9cb-469f-a165-70867728950e"
 
     def custom(body: str) -> EslEvent:
         return EslEvent([("Event-Subclass", "mod_audio_stream::json"), ("Event-Name", "CUSTOM"),
                          ("Unique-ID", me)], body)
 
-    barge = classify(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), me)), me, 1.0)
-    assert barge.kind == "barge_in" and barge.kind in URGENT_KINDS and barge.data.onset_s == 1.5
-    final = classify(custom(to_json(Final(t=4, text="hi", start_s=1, end_s=2, avg_logprob=0, no_speech_prob=0), me)),
-                     me, 1.0)
-    assert final.kind == "audio" and final.kind not in URGENT_KINDS
-    assert classify(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), other)), me, 1.0).kind == "audio_text"
-    assert classify(custom('{"type": "transcript"}'), me, 1.0).kind == "audio_text"
-    hang = classify(EslEvent([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", me)]), me, 1.0)
-    assert hang.kind == "hangup" and hang.kind in URGENT_KINDS
-    assert classify(EslEvent([("Event-Name", "PLAYBACK_STOP"), ("Unique-ID", me)]), me, 1.0).kind == "switch"
+    barge = translate(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), me)), me)
+    assert isinstance(barge, BargeIn) and barge.onset_s == 1.5
+    assert isinstance(translate(custom(to_json(BargeIn(t=3.0, onset_s=1.5, duration_ms=1500), other)), me),
+                      AudioTextIgnored)
+    assert isinstance(translate(custom('{"type": "transcript"}'), me), AudioTextIgnored)
+    hang = translate(EslEvent([("Event-Name", "CHANNEL_HANGUP"), ("Unique-ID", me), ("Hangup-Cause", "USER_BUSY"),
+                               ("Event-Date-Timestamp", "1700000000000000")]), me)
+    assert hang == HungUp("USER_BUSY", gone=False, switch_us=1_700_000_000_000_000)
+    stop = translate(EslEvent([("Event-Name", "PLAYBACK_STOP"), ("Unique-ID", me), ("Playback-File-Path", "/p/a.wav"),
+                               ("Playback-Status", "break"), ("variable_playback_ms", "4096")]), me)
+    assert stop == PlaybackStopped("/p/a.wav", "break", 4096, None)
 
 
 def test_a_prompt_that_is_not_a_mono_wav_at_the_rate_is_refused_at_load(tmp_path):
@@ -277,27 +242,21 @@ def test_a_prompt_that_is_not_a_mono_wav_at_the_rate_is_refused_at_load(tmp_path
     assert "steps.b.prompt: " in text and "is not a readable audio file" in text
 
 
-def test_timeline_dates_each_clock_in_call_seconds_and_robot_rows_never_before_their_cause():
-    from callbot.robot.call.timeline import Timeline
-
-    wall = [99.9]
-    tl = Timeline(speed=10.0, clock=lambda: wall[0])
+def test_timeline_dates_each_clock_in_call_seconds():
+    tl = Timeline()
     answer_us = 1_700_000_000_000_000
-    tl.add("robot", "originate")
+    tl.add("robot", "originate", 99.0)
     assert tl.rows()[0]["t"] is None  # nothing to date it by before the answer
-    wall[0] = 100.0
-    tl.mark_answer(answer_us)
-    tl.add("switch", "CHANNEL_ANSWER", switch_us=answer_us)
-    wall[0] = 100.1  # 0.1 s of wall = 1 s of call time at speed 10
-    tl.add("switch", "PLAYBACK_START", switch_us=answer_us + 300_000)
+    tl.mark_answer(100.0, answer_us)
+    tl.add("switch", "CHANNEL_ANSWER", 100.001, switch_us=answer_us)
+    tl.add("switch", "PLAYBACK_START", 100.31, switch_us=answer_us + 300_000)  # the switch's own stamp wins
     tl.stream_offset_s = 0.05
-    tl.add("audio", "barge_in", stream_t=2.95)
-    wall[0] = 100.2  # the robot's estimate: 0.3 + 0.1 * 10 = 1.3 s, but it acted on the 3.0 s barge-in
-    tl.add("robot", "uuid_break")
+    tl.add("audio", "barge_in", 103.01, stream_t=2.95)
+    tl.add("robot", "uuid_break", 103.011)
     rows = tl.rows()
-    assert [r["t"] for r in rows] == [-1.0, 0.0, 0.3, 3.0, 3.0]
+    assert [r["t"] for r in rows] == [-1.0, 0.0, 0.3, 3.0, 3.011]
     assert rows[3]["stream_t"] == 2.95 and rows[0]["source"] == "robot"
-    tl.stream_offset_s = 0.1  # re-based later (simswitch truth): audio rows move, the floor follows
-    assert [r["t"] for r in tl.rows()][3:] == [3.05, 3.05]
+    tl.stream_offset_s = 0.1  # re-based later (simswitch truth): audio rows move
+    assert [r["t"] for r in tl.rows()][3] == 3.05
     with pytest.raises(ValueError, match="timeline source"):
-        tl.add("elsewhere", "x")
+        tl.add("elsewhere", "x", 0.0)

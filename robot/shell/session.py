@@ -1,0 +1,129 @@
+"""The gevent shell around one sans-I/O :class:`~callbot.robot.call.call.Call`: events in, commands out, the clock.
+
+The ESL dispatcher translates each routed event and puts it on the call's :class:`CallQueue`
+(barge-in and hang-up jump ahead). This greenlet takes them off, hands them to the call with the
+call-clock time, sends whatever commands the call asks for (feeding each reply straight back),
+and sleeps until the next event or the call's next deadline. It is the only place that reads a
+clock: ``clock()`` returns call-clock seconds (by default the wall clock times ``robot.speed``; a
+replay passes simswitch's own virtual clock, so a held clock holds the call too).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid as uuidlib
+from typing import Any, Callable, Protocol
+
+from callbot.config import Settings
+from callbot.esl.protocol import EslEvent
+from callbot.robot.call.call import Call
+from callbot.robot.call.commands import Api, Bgapi, Command
+from callbot.robot.call.events import ApiFailed, ApiReply, Deadline, OriginateResult, ShellError
+from callbot.robot.call.inbound import translate
+from callbot.robot.call.record import CallRecord
+from callbot.robot.call.timeline import Timeline
+from callbot.robot.esl.errors import EslDisconnected, EslError
+from callbot.robot.shell.queue import CallQueue
+
+log = logging.getLogger(__name__)
+
+
+class Switch(Protocol):
+    """What a session needs from the ESL client (callbot.robot.esl.client.EslClient has it)."""
+
+    def api(self, cmd: str, timeout: float | None = None) -> str: ...
+    def bgapi_async(self, cmd: str, timeout: float | None = None) -> tuple[str, Any]: ...
+    def route(self, call_uuid: str, callback: Callable[[EslEvent], None]) -> None: ...
+    def unroute(self, call_uuid: str) -> None: ...
+
+
+class CallSession:
+    """Runs one call against ``switch`` following ``scenario``; :meth:`run` returns its CallRecord."""
+
+    def __init__(self, switch: Switch, scenario: Any, settings: Settings, destination: str, *,
+                 audio_url: str | None, call_uuid: str | None = None,
+                 on_entry: Callable[[dict[str, Any]], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.switch = switch
+        self.settings = settings
+        self.speed = settings.robot.speed
+        self.clock = clock or (lambda: time.monotonic() * self.speed)
+        self.call = Call(call_uuid or str(uuidlib.uuid4()), destination, scenario, settings, audio_url=audio_url,
+                         timeline=Timeline(on_entry=on_entry))
+        self.uuid = self.call.uuid
+        self.record: CallRecord = self.call.record
+        self.queue = CallQueue(settings.robot.queue_max)
+
+    def flag(self, name: str, **fields: Any) -> None:
+        """Mark the call before it starts (e.g. a failed start-up check)."""
+        self.call.record.flags.append(name)
+        self.call.record.timeline.add("robot", "flag", self.clock(), flag=name, **fields)
+
+    def run(self) -> CallRecord:
+        """Place and run the call to the end. Never raises for call-level trouble: it is in the record."""
+        self.switch.route(self.uuid, self._on_esl)
+        try:
+            try:
+                self.call.start(self.clock())
+                self._drive()
+            except Exception as exc:  # a bug or a dead client: record it, hang up, never leave a call open
+                log.exception("call failed", extra={"call_uuid": self.uuid})
+                self.call.handle(ShellError(f"{type(exc).__name__}: {exc}"), self.clock())
+                try:
+                    self._drive()
+                except Exception:
+                    log.exception("call could not be ended cleanly", extra={"call_uuid": self.uuid})
+        finally:
+            try:
+                self.switch.unroute(self.uuid)
+            except Exception as exc:  # e.g. the client was stopped first
+                log.warning("unroute failed", extra={"call_uuid": self.uuid, "error": str(exc)})
+        return self.record
+
+    def _drive(self) -> None:
+        """Send, wait, handle, until the call is done."""
+        self._send_all()
+        while not self.call.done:
+            deadline = self.call.next_deadline()
+            wait = None if deadline is None else max(0.0, (deadline - self.clock()) / self.speed)
+            event = self.queue.get(wait)
+            now = self.clock()
+            if event is not None:
+                self.call.handle(event, now)
+            elif deadline is not None and now >= deadline:
+                self.call.handle(Deadline(), now)
+            self._send_all()
+
+    def _send_all(self) -> None:
+        """Send every command the call asked for, in order; each reply goes straight back to the call."""
+        commands = self.call.commands()
+        while commands:
+            for command in commands:
+                self._send(command)
+            commands = self.call.commands()
+
+    def _send(self, command: Command) -> None:
+        timeout = self.settings.esl.command_timeout_s
+        match command:
+            case Api(what=what, command=line):
+                try:
+                    reply = ApiReply(what, self.switch.api(line, timeout=timeout))
+                except EslDisconnected as exc:
+                    reply = ApiFailed(what, str(exc), link_down=True)
+                except EslError as exc:
+                    reply = ApiFailed(what, str(exc), link_down=False)
+                self.call.handle(reply, self.clock())
+            case Bgapi(command=line, timeout_s=timeout_s):
+                _, waiter = self.switch.bgapi_async(line, timeout=timeout_s / self.speed)
+                waiter.rawlink(self._job_done)
+
+    def _job_done(self, result: Any) -> None:
+        if result.successful():
+            self.queue.put(OriginateResult(result.value))
+        else:
+            self.queue.put(OriginateResult(None, error=str(result.exception)))
+
+    def _on_esl(self, event: EslEvent) -> None:
+        """Dispatcher callback: translate and queue; never blocks, never does the work itself."""
+        self.queue.put(translate(event, self.uuid))

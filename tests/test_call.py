@@ -1,0 +1,315 @@
+"""The sans-I/O call: every path as a plain function test with a fake clock (no gevent, no sockets, no sleeps)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from callbot.config import Settings
+from callbot.events import Amd, BargeIn, Beep, Final, SpeechShort, SpeechStarted, SpeechStopped
+from callbot.robot.call.events import (
+    Answered, Deadline, EslUp, HungUp, Parked, PlaybackStarted, PlaybackStopped, StreamConnected, StreamLost,
+)
+from callbot.robot.call.states import TRANSITIONS, CallState, CallStateMachine, IllegalTransition, allowed
+from call_harness import CallHarness
+
+ROBOT_CALL = Path(__file__).resolve().parents[1] / "robot" / "call"
+
+
+def barge(h: CallHarness, onset: float = 1.5) -> None:
+    """The caller talks over the prompt from ``onset`` (stream time); the detector fires 1.5 s later."""
+    h.audio(SpeechStarted(t=onset))
+    h.advance(1.5)
+    h.audio(BargeIn(t=onset + 1.5, onset_s=onset, duration_ms=1500))
+
+
+def playing_call(**kw) -> CallHarness:
+    h = CallHarness(**kw).start()
+    h.answer_and_park()
+    h.play_started()
+    return h
+
+
+# ---- the call never touches a clock, a socket or a greenlet ------------------------------------
+
+def test_call_logic_imports_no_clock_socket_or_greenlet() -> None:
+    banned = {"time", "gevent", "socket", "threading", "asyncio", "select", "datetime"}
+    for path in sorted(ROBOT_CALL.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & banned, f"{path.name} imports {names & banned}"
+
+
+# ---- barge-in --------------------------------------------------------------------------------
+
+def test_barge_in_sends_uuid_break_at_once_and_only_once() -> None:
+    h = playing_call()
+    barge(h)
+    breaks = [(t, cmd) for t, what, cmd in h.sent if what == "break"]
+    assert len(breaks) == 1 and breaks[0][1] == f"uuid_break {h.call.uuid} all"
+    assert breaks[0][0] == pytest.approx(h.now)  # no call time passes between the event and the command
+    h.audio(BargeIn(t=3.5, onset_s=1.5, duration_ms=2000))  # a second report of the same utterance
+    assert h.whats().count("break") == 1
+    assert h.rows("barge_in_ignored")[-1]["reason"] == "already breaking"
+
+
+def test_barge_in_then_listen_then_branch_on_the_reply() -> None:
+    h = playing_call()
+    barge(h)
+    h.play_stopped("break")
+    assert h.call.sm.state is CallState.LISTENING
+    h.advance(1.0)
+    h.audio(SpeechStopped(t=5.7, duration_ms=4200))
+    h.advance(0.3)
+    h.audio(Final(t=6.0, text="please call me back next week", start_s=1.5, end_s=5.7,
+                  avg_logprob=-0.2, no_speech_prob=0.01))
+    assert h.call.record.replies == [{"step": "greeting", "outcome": "later", "text": "please call me back next week"}]
+    assert h.call.step is not None and h.call.step.name == "callback"
+    assert h.whats()[-1] == "broadcast"
+
+
+def test_barge_in_on_a_prompt_that_forbids_it_is_ignored() -> None:
+    h = playing_call()
+    barge(h)
+    h.play_stopped("break")
+    h.advance(0.5)
+    h.audio(SpeechStopped(t=5.0, duration_ms=3500))
+    h.audio(Final(t=5.1, text="yes", start_s=1.5, end_s=5.0, avg_logprob=-0.1, no_speech_prob=0.0))
+    assert h.call.step.name == "confirmed" and not h.call.step.barge_in
+    h.play_started()
+    barge(h, onset=9.0)
+    assert h.whats().count("break") == 1
+    assert h.rows("barge_in_ignored")[-1]["reason"] == "barge-in off for this prompt"
+
+
+def test_short_reply_over_the_greeting_is_not_taken_as_the_answer() -> None:
+    """A "Hello?" said over the greeting (no barge-in) does not answer the question the greeting then asks."""
+    h = playing_call()
+    h.audio(SpeechStarted(t=0.5))
+    h.advance(0.6)
+    h.audio(SpeechShort(t=1.1, duration_ms=600))
+    h.audio(Final(t=1.4, text="hello", start_s=0.5, end_s=1.1, avg_logprob=-0.3, no_speech_prob=0.1))
+    h.advance(5.0)
+    h.play_stopped("done")
+    assert h.call.sm.state is CallState.LISTENING
+    assert h.call.record.replies == []
+    h.advance(6.0)  # the greeting's listening window passes in silence
+    assert h.call.record.replies == [{"step": "greeting", "outcome": "silence", "text": ""}]
+
+
+# ---- the first prompt waits for CHANNEL_PARK ---------------------------------------------------
+
+def test_first_broadcast_waits_for_channel_park() -> None:
+    h = CallHarness().start()
+    h.feed(Answered(h.stamp()))
+    h.feed(StreamConnected(h.stamp()))
+    assert "broadcast" not in h.whats()
+    h.advance(0.05)
+    h.feed(Parked(h.stamp()))
+    assert h.whats()[-1] == "broadcast"
+
+
+def test_no_park_event_starts_the_script_after_the_park_wait_and_flags_it() -> None:
+    h = CallHarness().start()
+    h.feed(Answered(h.stamp()))
+    h.advance(h.settings.robot.park_wait_s - 0.01)
+    assert "broadcast" not in h.whats()
+    h.advance(0.02)
+    assert "broadcast" in h.whats() and "no_park_event" in h.call.record.flags
+
+
+# ---- playback markers ----------------------------------------------------------------------------
+
+def test_playback_markers_follow_playback_start_and_stop() -> None:
+    h = playing_call()
+    markers = [cmd for _, what, cmd in h.sent if what == "marker"]
+    assert len(markers) == 1
+    body = json.loads(markers[0].split(" send_text ", 1)[1].strip("'"))
+    assert body["type"] == "playback" and body["state"] == "start" and body["file"] == "en/16000/greeting.wav"
+    assert "'" not in body["text"] and body["text"].startswith("Hello, this is the Acme clinic")
+    h.play_stopped()
+    last = json.loads([cmd for _, what, cmd in h.sent if what == "marker"][-1].split(" send_text ", 1)[1].strip("'"))
+    assert last == {"type": "playback", "state": "stop"}
+
+
+def test_played_ms_is_the_switch_span_not_the_read_ahead() -> None:
+    h = playing_call()
+    h.advance(3.1)
+    h.play_stopped("break", reported_ms=4096)  # what a real switch reports after 3.1 s
+    row = h.rows("PLAYBACK_STOP")[-1]
+    assert row["played_ms"] == 3100 and row["reported_ms"] == 4096
+
+
+# ---- AMD and the voicemail ----------------------------------------------------------------------
+
+def test_machine_during_the_greeting_breaks_once_waits_for_the_beep_then_leaves_the_message() -> None:
+    h = playing_call()
+    h.audio(SpeechStarted(t=0.5))  # the machine's greeting
+    h.advance(2.0)
+    h.audio(Amd(t=2.0, result="machine", cause="LONGGREETING", decided_at_s=2.0))
+    h.audio(BargeIn(t=2.0, onset_s=0.5, duration_ms=1500))  # the greeting also counts as a barge-in
+    assert h.whats().count("break") == 1
+    h.play_stopped("break")
+    assert h.call.sm.state is CallState.WAIT_BEEP
+    h.advance(3.0)  # the greeting goes on: no quiet, no beep yet
+    assert h.whats()[-1] == "marker"
+    h.audio(SpeechStopped(t=5.0, duration_ms=4500))
+    h.audio(Beep(t=5.0, freq_hz=1000.0, duration_ms=400))
+    assert h.call.sm.state is CallState.PLAYING and h.call.step.name == "voicemail"
+    h.play_started()
+    h.advance(7.0)
+    h.play_stopped("done")
+    assert h.whats()[-1] == "kill" and h.call.record.disposition == "voicemail_left"
+    h.hangup()
+    assert h.call.done and h.call.record.hangup_by == "robot" and h.call.record.scenario_completed
+
+
+def test_no_beep_after_quiet_greeting_follows_on_no_beep() -> None:
+    h = playing_call()
+    h.audio(Amd(t=1.0, result="machine", cause="MAXWORDS", decided_at_s=1.0))
+    h.play_stopped("break")
+    quiet = h.settings.robot.no_beep_silence_s
+    h.advance(quiet - 0.05)
+    assert h.call.sm.state is CallState.WAIT_BEEP
+    h.advance(0.1)
+    assert h.rows("no_beep") and h.call.step.name == "voicemail"
+
+
+def test_amd_deadline_settles_on_notsure() -> None:
+    h = playing_call()
+    h.advance(h.settings.robot.amd_wait_s + 0.1)
+    assert "amd_timeout" in h.call.record.flags
+    assert h.rows("amd_result")[-1]["cause"] == "ROBOT_DEADLINE"
+
+
+# ---- hang-ups and failures ----------------------------------------------------------------------
+
+def test_callee_hangs_up_mid_prompt() -> None:
+    h = playing_call()
+    h.advance(1.0)
+    h.hangup("NORMAL_CLEARING")
+    rec = h.call.record
+    assert h.call.done and rec.hangup_by == "callee" and rec.disposition == "hung_up"
+    assert h.rows("prompt_cut_by_hangup")
+
+
+def test_switch_shutdown_is_not_blamed_on_the_callee() -> None:
+    h = playing_call()
+    h.hangup("SYSTEM_SHUTDOWN")
+    assert h.call.record.hangup_by == "switch"
+
+
+def test_busy_originate_ends_the_call_with_its_cause() -> None:
+    h = CallHarness().start()
+    h.originate_result("-ERR USER_BUSY\n")
+    assert h.call.done and h.call.record.disposition == "user_busy"
+
+
+def test_no_answer_in_time_ends_the_call_and_kills_the_channel() -> None:
+    h = CallHarness().start()
+    s = h.settings.robot
+    h.advance(s.dial_timeout_s + s.dial_grace_s + 0.1)
+    assert h.call.done and h.call.record.disposition == "no_answer_timeout" and "kill" in h.whats()
+
+
+def test_no_hangup_event_after_uuid_kill_is_flagged_and_the_call_ends() -> None:
+    h = playing_call()
+    h.call.handle(Deadline(), h.now)  # nothing due: no effect
+    h.advance(30.0)  # greeting, listening window, repeat... until the scenario ends and uuid_kill goes out
+    while not h.call.done and h.call.sm.state is not CallState.HANGING_UP:
+        if h.call.playing is not None and h.call.playing.started_at is None:
+            h.play_started()
+        h.advance(10.0)
+    h.advance(h.settings.robot.hangup_wait_s + 0.1)
+    assert h.call.done and "no_hangup_event" in h.call.record.flags
+
+
+def test_playback_that_never_reports_its_stop_is_flagged() -> None:
+    h = playing_call()
+    h.advance(h.call.step.duration_s + h.settings.robot.playback_margin_s + 0.2)
+    assert "playback_timeout" in h.call.record.flags and h.call.sm.state is CallState.LISTENING
+
+
+def test_max_call_length_hangs_up() -> None:
+    h = playing_call(settings=Settings().replace(**{"robot.max_call_s": 3.0}))
+    h.advance(3.1)
+    assert "max_call_length" in h.call.record.flags and h.whats()[-1] == "kill"
+
+
+def test_refused_broadcast_fails_the_call_and_hangs_up() -> None:
+    h = CallHarness(replies={"broadcast": "-ERR No such channel!\n"}).start()
+    h.answer_and_park()
+    assert "error" in h.call.record.flags and h.whats()[-1] == "kill"
+
+
+def test_esl_outage_defers_the_break_until_the_link_is_back() -> None:
+    h = playing_call(replies={"break": "DOWN connection lost"})
+    barge(h)
+    assert h.rows("api_failed")[-1]["link_down"]
+    h.replies.clear()
+    h.feed(EslUp(outage_s=0.4))
+    assert h.whats()[-2:] == ["break", "break"]
+
+
+# ---- a lost audio stream -------------------------------------------------------------------------
+
+def test_stream_lost_mid_speech_clears_speaking_and_restarts_the_stream() -> None:
+    h = playing_call()
+    barge(h)
+    h.play_stopped("break")
+    h.feed(StreamLost("mod_audio_stream::disconnect", "server closed", h.stamp()))
+    assert "audio_stream_lost" in h.call.record.flags and not h.call.reply.speaking
+    backoff = h.settings.robot.stream_restart_backoff_s
+    h.advance(backoff + 0.01)
+    assert h.whats()[-2:] == ["stream_stop", "stream_restart"]
+    h.advance(h.settings.robot.final_wait_s + 0.1)  # no final will come: the window closes on time
+    assert h.call.record.replies[0]["outcome"] == "unknown"
+    h.feed(StreamConnected(h.stamp()))
+    assert h.rows("audio_gap_end")
+
+
+def test_stream_that_never_connected_is_unreachable_not_lost() -> None:
+    h = playing_call(replies={"stream_start": "-ERR connect failed\n"})
+    assert "audio_unreachable" in h.call.record.flags and "audio_stream_lost" not in h.call.record.flags
+
+
+# ---- the transition table ------------------------------------------------------------------------
+
+def test_the_table_covers_every_state_and_names_both_states_when_it_refuses() -> None:
+    assert set(TRANSITIONS) == set(CallState)
+    sm = CallStateMachine("c")
+    with pytest.raises(IllegalTransition, match="dialing -> playing on BargeIn"):
+        sm.go(CallState.PLAYING, BargeIn, "test")
+    assert allowed(CallState.LISTENING, Final) == allowed(CallState.LISTENING, SpeechStopped)  # via AudioEvent
+    assert allowed(CallState.DONE, HungUp) == frozenset()
+
+
+def test_every_move_of_a_full_call_is_in_the_table() -> None:
+    h = playing_call()
+    barge(h)
+    h.play_stopped("break")
+    h.audio(SpeechStopped(t=5.7, duration_ms=4200))
+    h.audio(Final(t=5.8, text="no thanks", start_s=1.5, end_s=5.7, avg_logprob=-0.2, no_speech_prob=0.0))
+    h.play_started()
+    h.advance(4.0)
+    h.play_stopped()
+    h.hangup()
+    moves = [(m.source.value, m.target.value, m.event) for m in h.call.sm.history]
+    assert moves == [
+        ("dialing", "answered", "Answered"), ("answered", "amd", "ApiReply"), ("amd", "playing", "Parked"),
+        ("playing", "listening", "PlaybackStopped"), ("listening", "playing", "Final"),
+        ("playing", "hanging_up", "PlaybackStopped"), ("hanging_up", "hangup", "HungUp"),
+        ("hangup", "done", "HangupComplete")]
+    assert h.call.record.disposition == "declined"
+
+
+def test_a_verdict_after_the_deadline_is_recorded_not_acted_on() -> None:
+    h = playing_call()
+    h.advance(h.settings.robot.amd_wait_s + 0.1)
+    h.audio(Amd(t=7.0, result="machine", cause="LONGGREETING", decided_at_s=7.0))
+    assert h.call.record.amd == "machine" and h.rows("amd_result")[-1]["action"] == "none"
+    assert h.call.sm.state is not CallState.WAIT_BEEP
