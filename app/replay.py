@@ -26,6 +26,7 @@ from callbot.robot.shell.one_call import run_one_call
 from callbot.robot.report import build_report
 from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 from callbot.simswitch import SimSwitchThread
+from callbot.simswitch.clock import SimClock
 from callbot.resources import demo_calls_dir
 
 SIM_PASSWORD = "ClueCon"
@@ -51,7 +52,9 @@ def replay_settings(settings: Settings) -> Settings:
     """Settings for an in-process replay: at speed N, speech recognition has N times more audio per wall
     second, so it decodes finals only, on fewer threads (robot.replay_stt_*), and the barge-in path keeps a core."""
     return settings.replace(**{"stt.partials": settings.robot.replay_stt_partials,
-                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads})
+                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads,
+                               # the replay's own server takes audio at the replay's speed (up to 100x)
+                               "audio_server.max_speed": settings.audio_server.replay_max_speed})
 
 
 def load_sidecar(wav: Path) -> dict[str, Any] | None:
@@ -82,12 +85,17 @@ def _latency_mode() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def audio_server_thread(settings: Settings) -> Iterator[int]:
-    """The audio server on a free port in its own loop thread; yields the port."""
+def audio_server_thread(settings: Settings, on_decoding: Callable[[bool], None] | None = None) -> Iterator[int]:
+    """The audio server on a free port in its own loop thread; yields the port.
+
+    ``on_decoding`` is told (from the server's thread) when speech recognition starts and stops
+    working: a replay holds simswitch's clock meanwhile."""
     loop = LoopThread("audio-server").start()
     server = AudioServer(settings)
     try:
         loop.run(server.start("127.0.0.1", 0))
+        if server.engine is not None:
+            server.engine.on_busy = on_decoding
         yield server.port
     finally:
         server.close()
@@ -114,21 +122,22 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
     wav = resolve_fixture(fixture)
     settings = replay_settings(settings)
     scenario_path = Path(scenario) if scenario else Path(settings.robot.scenario or bundled_scenario())
-    sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate)
+    sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate, prompts_dir=settings.prompts.path())
     with _latency_mode(), SimSwitchThread(
             speed=speed, esl_port=0, password=SIM_PASSWORD, fixtures_dir=wav.parent) as switch:
         if audio_port is not None:
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
-            audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
+            audio_ctx = (audio_server_thread(settings, _clock_holder(switch.clock)) if audio
+                         else contextlib.nullcontext(_closed_port()))
         with audio_ctx as audio_port:
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             robot = GeventThread("robot")
             robot.start()
             try:
                 dest = f"fixture/{wav}" + (f"?{urlencode(dial_options)}" if dial_options else "")
-                record: CallRecord = robot.call(run_one_call, run_settings, sc, dest,
-                                                on_entry=on_entry, on_client=on_client, timeout=600)
+                record: CallRecord = robot.call(run_one_call, run_settings, sc, dest, on_entry=on_entry,
+                                                on_client=on_client, clock=switch.clock.now, timeout=600)
             finally:
                 robot.stop()
             report, truth = report_with_truth(switch, record, wav.name)
@@ -152,6 +161,12 @@ def report_with_truth(switch: SimSwitchThread, record: CallRecord, fixture: str,
     report = build_report(record, fixture=fixture, stream_start_s=truth["stream_start_s"] if truth else None,
                           truth_breaks=truth["breaks"] if truth else None)
     return report, truth
+
+
+def _clock_holder(clock: SimClock) -> Callable[[bool], None]:
+    """Hold simswitch's virtual clock while a decode runs: a decode then takes no call time, so a
+    replay at any speed makes the decisions a live call makes (where STT keeps up with real time)."""
+    return lambda busy: clock.hold() if busy else clock.release()
 
 
 def _closed_port() -> int:

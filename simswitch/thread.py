@@ -7,6 +7,7 @@ from typing import Any
 
 from callbot.loop_thread import LoopThread
 
+from callbot.simswitch.clock import SimClock
 from callbot.simswitch.server import SimSwitch
 
 
@@ -26,6 +27,12 @@ class SimSwitchThread:
     def esl_port(self) -> int:
         assert self.switch is not None, "SimSwitchThread is not started"
         return self.switch.esl_port
+
+    @property
+    def clock(self) -> SimClock:
+        """The switch's clock (thread-safe to read, hold and release): a replay's robot runs on it too."""
+        assert self.switch is not None, "SimSwitchThread is not started"
+        return self.switch.clock
 
     def start(self) -> "SimSwitchThread":
         self.thread.start()

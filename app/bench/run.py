@@ -102,7 +102,8 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
     sidecars = {w: load_sidecar(w) or {} for w in wavs}
     starts_s = [cfg.ramp_s * i / calls if ramp else 0.0 for i in range(calls)]
     settings = replay_settings(settings)
-    scenario = load_scenario(settings.robot.scenario or bundled_scenario(), rate=settings.robot.prompt_rate)
+    scenario = load_scenario(settings.robot.scenario or bundled_scenario(), rate=settings.robot.prompt_rate,
+                             prompts_dir=settings.prompts.path())
     load_start = os.getloadavg()
     with AudioServerProcess(settings, config_path, calls, cfg.server_start_timeout_s) as audio, \
             SimSwitchThread(speed=speed, esl_port=0, password=SIM_PASSWORD,

@@ -83,7 +83,8 @@ class Call:
         self._event = type(None)
         dial_s = self.cfg.dial_timeout_s
         cmd = originate_command(self.uuid, self.record.destination,
-                                {"ignore_early_media": True, "originate_timeout": int(dial_s)})
+                                {"ignore_early_media": True, "originate_timeout": int(dial_s)},
+                                max_call_s=self.cfg.max_call_s)  # the switch ends the call even if we die
         self._robot("originate", destination=self.record.destination)
         self._send(Bgapi("originate", cmd, dial_s + self.settings.esl.command_timeout_s))
         self._deadlines["dial"] = now + dial_s + self.cfg.dial_grace_s
@@ -646,18 +647,13 @@ class Call:
 
     def _prompt_file(self, playing: Playing) -> str:
         """The prompt as the audio server finds it: relative to the shared prompts directory when inside it."""
-        prompts = self.settings_prompts_dir()
+        prompts = self.settings.prompts.path()
         path = playing.step.prompt
         assert path is not None
         try:
             return path.resolve().relative_to(prompts.resolve()).as_posix()
         except ValueError:
             return path.name
-
-    def settings_prompts_dir(self):  # replaced by settings.prompts.dir once it lands
-        from callbot.resources import prompts_dir
-
-        return prompts_dir()
 
 
 def _name(path: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
@@ -40,10 +41,16 @@ def call(obj: CliContext, destination: str, scenario_path: str | None, as_json: 
     from callbot.robot.scenario.loader import ScenarioError, bundled_scenario, load_scenario
     from callbot.robot.store import Store, StoreWriter
 
-    settings = obj.settings(**{"callbot.robot.scenario.loader": scenario_path})
+    from callbot.robot.esl.commands import DialStringError, check_dial_string
+
+    settings = obj.settings(**{"robot.scenario": scenario_path})
+    try:
+        check_dial_string(destination)
+    except DialStringError as exc:
+        raise click.BadParameter(str(exc), param_hint="DESTINATION") from None
     try:
         sc = load_scenario(settings.robot.scenario or bundled_scenario(), rate=settings.robot.prompt_rate,
-                           prompts_dir=settings.robot.prompts_dir)
+                           prompts_dir=settings.prompts.path())
     except ScenarioError as exc:
         raise click.ClickException(str(exc)) from None
     robot = GeventThread("robot")
@@ -60,6 +67,15 @@ def call(obj: CliContext, destination: str, scenario_path: str | None, as_json: 
         writer.submit(report, destination, sc.name)
         writer.close()
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+    sys.exit(call_exit_code(record))
+
+
+def call_exit_code(record: Any) -> int:
+    """0 for a call that ran its scenario to an end; 1 when something failed; 3 when the call did not
+    complete (not answered, busy, the callee hung up before the end)."""
+    if record.scenario_completed:
+        return 0
+    return 1 if "error" in record.flags else 3
 
 
 commands = [call]

@@ -23,7 +23,8 @@ def audio_base_url(settings: Settings) -> str:
 
 def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, checks: bool = True,
                  on_entry: Callable[[dict[str, Any]], None] | None = None,
-                 on_client: Callable[[EslClient], None] | None = None) -> CallRecord:
+                 on_client: Callable[[EslClient], None] | None = None,
+                 clock: Callable[[], float] | None = None) -> CallRecord:
     """Connect, run the start-up checks (StartupCheckError lists each failure with its fix), place one call.
 
     Must run in the robot's gevent thread (robot.gevent_thread.GeventThread). A failed audio
@@ -44,7 +45,7 @@ def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, ch
         if on_client is not None:
             on_client(client)
         session = CallSession(client, scenario, settings, destination, audio_url=audio_base_url(settings),
-                              on_entry=on_entry)
+                              on_entry=on_entry, clock=clock)
         if not audio_ok:
             session.flag("audio_server_check_failed", note="/healthz did not answer: expect no barge-in")
         return session.run()
