@@ -101,7 +101,7 @@ def test_first_packet_timeout_and_connection_cap():
 def test_listener_killed_after_too_many_lost_events():
     """Events held back by a long ``api`` overflow the capped queue; FreeSWITCH then kills the listener."""
     async def go():
-        async with SimSwitch(SimSwitchSettings(esl_port=0, speed=10, event_queue_max=2, lost_events_max=3)) as sw:
+        async with SimSwitch(SimSwitchSettings(esl_port=0, speed=10, event_queue_max=2, lost_events_max=2)) as sw:
             c = await RawEsl.connect(sw.esl_port)
             await c.command("event plain ALL")
             c.send("api originate {sim_answer_delay_ms=500}fixture/short_yes &park()")

@@ -39,7 +39,7 @@ async def dial(c: RawEsl, fixture: str = "long_reply", vars_: str = "") -> str:
     uuid = str(uuidlib.uuid4())
     extra = f",{vars_}" if vars_ else ""
     await c.command(f"bgapi originate {{origination_uuid={uuid},ignore_early_media=true{extra}}}fixture/{fixture} &park()")
-    await c.wait_event(named("CHANNEL_ANSWER", uuid))
+    await c.wait_event(named("CHANNEL_PARK", uuid))  # a uuid_broadcast sent earlier is lost, as on the real switch
     return uuid
 
 
@@ -51,7 +51,9 @@ async def session(speed: float = SPEED):
     return sw, c
 
 
-def test_mono16k_stream_prompt_break_and_truth(prompt):
+def test_mono16k_stream_prompt_break_and_truth():
+    prompt = FIXTURES / "long_reply_8k.wav"  # 8 s: still playing when the break comes, even on a busy machine
+
     async def go():
         sw, c = await session()
         async with RecordingWsServer() as ws:
@@ -88,7 +90,8 @@ def test_mono16k_stream_prompt_break_and_truth(prompt):
             assert not [e for e in c.events if e.key == "mod_audio_stream::disconnect"]
             truth = sw.truth(uuid)
             (p,) = truth.prompts()  # the second broadcast was flushed by `all`
-            assert p["status"] == "break" and p["played_ms"] == stop_ms(stop)
+            assert stop_ms(stop) == 2048  # the file read-ahead, as FreeSWITCH reports it
+            assert p["status"] == "break" and 0 < p["played_ms"] < 2048  # the truth: what was heard
             (brk,) = truth.breaks()
             assert 0 < p["stopped_s"] - brk <= 0.02 + 1e-6  # PLAYBACK_STOP on the next media frame
             (text,) = truth.of_kind("stream_text")
@@ -116,6 +119,7 @@ def test_prompt_plays_to_done_with_duration(prompt):
         uuid = str(uuidlib.uuid4())
         await c.command(f"bgapi originate {{origination_uuid={uuid}}}fixture/long_reply &park()")
         answer = await c.wait_event(named("CHANNEL_ANSWER", uuid))
+        await c.wait_event(named("CHANNEL_PARK", uuid))
         await c.api(f"uuid_broadcast {uuid} {prompt}")
         await c.api(f"uuid_broadcast {uuid} /no/such/file.wav")
         stop = await c.wait_event(named("PLAYBACK_STOP", uuid))

@@ -1,4 +1,4 @@
-"""Sans-I/O parts of simswitch: argument splitter, subscriptions/filters, WS framing, callees, prompts, clock."""
+"""Sans-I/O parts of simswitch: argument splitter, subscriptions/filters, WS framing, callees, clock."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from callbot.esl.protocol import EslEvent
 from callbot.simswitch.esl.argsplit import split_args
 from callbot.simswitch.calls.callees import DialError, parse_dial
 from callbot.simswitch.clock import SimClock
-from callbot.simswitch.media.playback import PromptQueue
 from callbot.simswitch.esl.subscriptions import Subscription
 from callbot.simswitch.media.ws_frames import (
     OP_BINARY, OP_CLOSE, OP_TEXT, WsError, WsFrameParser, encode_frame, extra_headers, handshake_ok,
@@ -18,10 +17,6 @@ from callbot.simswitch.media.ws_frames import (
     parse_ws_url,
 )
 from simswitch_testkit import FIXTURES
-
-from tests.shared_paths import CONFORMANCE
-
-PROMPT = CONFORMANCE / "audio" / "prompt.wav"
 
 
 # ---- the FreeSWITCH argument splitter (cases observed in conformance 03g) ----------------------
@@ -154,25 +149,7 @@ def test_bad_dial_strings(dial, cause):
     assert exc.value.cause == cause
 
 
-# ---- prompt queue ------------------------------------------------------------------------------
-
-@pytest.mark.skipif(not PROMPT.exists(), reason="conformance prompt.wav not available")
-def test_prompt_queue_break_on_next_tick_and_done():
-    q = PromptQueue()
-    q.enqueue(str(PROMPT), 0.1)
-    q.enqueue(str(PROMPT), 0.1)
-    assert q.tick(0.08) == []
-    (kind, p), = q.tick(0.10)
-    assert kind == "start" and p.ticks_total == 367  # 7.322 s in 20 ms frames
-    for _ in range(50):
-        q.write_frame(None)
-    assert q.request_break(flush=True, vt=1.105) is p
-    assert q.tick(1.10) == []  # a late-processed tick older than the break does not apply it
-    assert len(q.write_frame(8000)) == 160
-    (kind, stopped), = q.tick(1.12)
-    assert kind == "stop" and stopped.status == "break" and stopped.played_ms == 1020
-    assert q.tick(1.14) == []  # `all` flushed the second one
-
+# ---- clock -------------------------------------------------------------------------------------
 
 def test_clock_virtual_speed():
     c = SimClock(speed=1000)

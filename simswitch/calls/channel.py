@@ -5,6 +5,10 @@ happens on a tick, so call time 0 is a tick and the callee's sample ``k x 20 ms 
 on call tick ``k``. Every tick does, in order: deliver server text frames that arrived since the
 previous tick (``::json``/``::play``), advance the prompt queue (a ``uuid_break`` ends the file
 here, on the next frame after it arrived), then capture and send this tick's audio.
+
+The A leg parks ``PARK_DELAY_S`` after the answer (after the originate's BACKGROUND_JOB, as
+captured); a ``uuid_broadcast`` that arrives before CHANNEL_PARK is lost, as on the real switch
+(``+OK Message sent``, and nothing ever plays).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from callbot.simswitch.media.wavs import WavError, load_pcm
 from callbot.simswitch.media.ws_frames import WsUrl
 
 log = logging.getLogger(__name__)
+
+PARK_DELAY_S = 0.003  # CHANNEL_ANSWER to CHANNEL_PARK (captured: 0-3 ms, a client's reply to a command sent on ANSWER in between)
 
 Q850 = {"NORMAL_CLEARING": "16", "USER_BUSY": "17", "NO_USER_RESPONSE": "18", "NO_ANSWER": "19",
         "CALL_REJECTED": "21", "UNALLOCATED_NUMBER": "1", "NO_ROUTE_DESTINATION": "3",
@@ -59,11 +65,13 @@ class Channel:
         self.hungup = False
         self.teardown_pending = False
         self.parked = False
+        self._stream_at_park: tuple[WsUrl, str, int, str | None] | None = None  # started between answer and park
         self.application = ""
         self.application_data = ""
         self.truth = CallTruth(uuid, now)
         s = switch.settings
-        self.prompts = PromptQueue(max_queue=s.max_queued_prompts, max_wav_s=s.max_wav_s)
+        self.prompts = PromptQueue(max_queue=s.max_queued_prompts, max_wav_s=s.max_wav_s,
+                                   start_s=s.broadcast_start_ms / 1000)
         self.stream: AudioStream | None = None
         self.result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.speech = self._sidecar_speech(spec.wav)
@@ -151,7 +159,7 @@ class Channel:
         self.fire("CHANNEL_ANSWER", vt=vt)
         if not self.result.done():
             self.result.set_result(f"+OK {self.uuid}\n")
-        asyncio.get_running_loop().call_soon(self._park)  # after the originate's BACKGROUND_JOB
+        self.switch.keep(asyncio.create_task(self._park_at(vt + PARK_DELAY_S)))  # after the BACKGROUND_JOB
 
     def _app_headers(self, app: str, data: str, response: str | None = None) -> list[tuple[str, str]]:
         h = [("Application", app)] + ([("Application-Data", data)] if data else [])
@@ -166,13 +174,17 @@ class Channel:
             self.variables["current_application_data"] = data
         self.variables["current_application"] = app
 
-    def _park(self) -> None:
+    async def _park_at(self, vt: float) -> None:
+        await self.switch.clock.sleep_until(vt)
         if self.hungup:
             return
         self._set_app("park", "")
-        self.fire("CHANNEL_EXECUTE", post=self._app_headers("park", ""))
+        self.fire("CHANNEL_EXECUTE", post=self._app_headers("park", ""), vt=vt)
         self.parked = True
-        self.fire("CHANNEL_PARK")
+        self.fire("CHANNEL_PARK", vt=vt)
+        if self._stream_at_park is not None:
+            self._attach_stream(*self._stream_at_park)
+            self._stream_at_park = None
 
     def hangup(self, cause: str, who: str, vt: float | None = None) -> None:
         """Hang up (idempotent): CHANNEL_HANGUP and the WebSocket close now, the rest on the next tick."""
@@ -242,7 +254,8 @@ class Channel:
                 self.fire_custom(sub, body if body is not None else text, vt=vt)
                 self.record("stream_text", vt, text=text, arrived_t=self.truth.call_time(arrived),
                             delivered_t=self.truth.call_time(vt), subclass=sub)
-        for kind, prompt in self.prompts.tick(vt):
+        callee_sends = bool(self.prompts.queue) and self.callee_sends(k)
+        for kind, prompt in self.prompts.tick(vt, callee_sends):
             getattr(self, f"_prompt_{kind}")(prompt, vt)
         if stream is None or not stream.bug_attached:
             self.prompts.write_frame(None)  # the prompt plays on, nobody taps it
@@ -273,6 +286,10 @@ class Channel:
             self._pcm[rate] = pcm
         return pcm
 
+    def callee_sends(self, k: int) -> bool:
+        """Does the callee send a frame on call tick ``k``? Yes while its WAV lasts; after it, nothing."""
+        return k * (PLAY_RATE // 50) < len(self.callee_pcm(PLAY_RATE))
+
     def callee_frame(self, rate: int, k: int) -> np.ndarray:
         """Call tick ``k`` of the callee's voice at ``rate`` (silence after the WAV ends)."""
         n = rate // 50
@@ -295,14 +312,22 @@ class Channel:
         self.application, self.application_data = "park", ""
 
     def _prompt_stopped(self, p: Prompt, vt: float, response: str) -> None:
-        samples = p.played_samples
-        self.variables.update(playback_last_offset_pos=str(samples), playback_seconds=str(samples // PLAY_RATE),
-                              playback_ms=str(p.played_ms), playback_samples=str(samples))
+        """PLAYBACK_STOP reports the read-ahead, as FreeSWITCH does; the truth keeps what was heard."""
+        read = p.read_stored_samples
+        self.variables.update(playback_last_offset_pos=str(p.offset), playback_seconds=str(read // p.stored_rate),
+                              playback_ms=str(p.reported_ms), playback_samples=str(read))
         self.fire("PLAYBACK_STOP", post=[("Playback-File-Path", p.path), ("Playback-Status", p.status or "done")],
                   vt=vt)
         self.variables["current_application_response"] = response
         self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("playback", p.path, response), vt=vt)
-        self.record("playback_stop", vt, file=p.path, status=p.status, played_ms=p.played_ms)
+        self.record("playback_stop", vt, file=p.path, status=p.status, played_ms=p.played_ms,
+                    reported_ms=p.reported_ms)
+
+    def _prompt_paused(self, p: Prompt, vt: float) -> None:
+        self.record("playback_paused", vt, file=p.path, at_ms=p.offset * 1000 // PLAY_RATE)
+
+    def _prompt_resumed(self, p: Prompt, vt: float) -> None:
+        self.record("playback_resumed", vt, file=p.path, at_ms=p.offset * 1000 // PLAY_RATE)
 
     def _prompt_missing(self, p: Prompt, vt: float) -> None:
         self._set_app("playback", p.path)
@@ -312,8 +337,19 @@ class Channel:
         self.record("playback_missing", vt, file=p.path, error=p.error)
 
     def broadcast(self, path: str) -> bool:
-        """Queue a prompt; it starts after the dequeue latency, on a tick."""
-        return self.prompts.enqueue(path, self.switch.clock.now() + self.switch.settings.broadcast_start_ms / 1000)
+        """Queue a prompt (it starts after the read delay, on a tick); before the park it is lost."""
+        vt = self.switch.clock.now()
+        if not self.parked:
+            self.record("broadcast_lost", vt, file=path, reason="before CHANNEL_PARK")
+            return True
+        return self.prompts.enqueue(path, vt)
+
+    def fileman(self, command: str) -> bool:
+        """``uuid_fileman <command>`` on the playing prompt; False when nothing plays (no file handle)."""
+        vt = self.switch.clock.now()
+        cur = self.prompts.fileman(command, vt)
+        self.record("fileman", vt, command=command, file=cur.path if cur else None)
+        return cur is not None
 
     def break_playback(self, flush: bool) -> None:
         """``uuid_break [all]``: recorded with what was playing and whether the callee was speaking."""
@@ -325,8 +361,22 @@ class Channel:
                     file=cur.path if cur else None, elapsed_ms=cur.played_ms if cur else None,
                     callee_speech=in_speech)
 
+    @property
+    def streaming(self) -> bool:
+        """An audio stream is attached, or will be at the park."""
+        return self.stream is not None or self._stream_at_park is not None
+
     def start_stream(self, url: WsUrl, mix: str, rate: int, metadata: str | None) -> None:
-        """``uuid_audio_stream start``: attach the bug (MEDIA_BUG_START) and connect its WebSocket."""
+        """``uuid_audio_stream start``: attach the bug (MEDIA_BUG_START) and connect its WebSocket.
+
+        Between the answer and the park the bug attaches at the park: the captures show
+        MEDIA_BUG_START after CHANNEL_PARK even when the command's reply came before it."""
+        if self.answered_tick is not None and not self.parked:
+            self._stream_at_park = (url, mix, rate, metadata)
+        else:
+            self._attach_stream(url, mix, rate, metadata)
+
+    def _attach_stream(self, url: WsUrl, mix: str, rate: int, metadata: str | None) -> None:
         buf = self.variables.get("STREAM_BUFFER_SIZE", "")
         buffer_ms = int(buf) if buf.isdigit() and int(buf) >= 20 and int(buf) % 20 == 0 else 20
         self.stream = AudioStream(self, url, mix, rate, metadata, buffer_ms)

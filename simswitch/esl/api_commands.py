@@ -71,7 +71,7 @@ class ApiCommands:
         self.handlers: dict[str, Callable[[str], Awaitable[str]]] = {
             "status": self.status, "version": self.version, "module_exists": self.module_exists,
             "originate": self.originate, "uuid_broadcast": self.uuid_broadcast, "uuid_break": self.uuid_break,
-            "uuid_kill": self.uuid_kill, "uuid_exists": self.uuid_exists, "uuid_getvar": self.uuid_getvar,
+            "uuid_kill": self.uuid_kill, "uuid_fileman": self.uuid_fileman, "uuid_exists": self.uuid_exists, "uuid_getvar": self.uuid_getvar,
             "hupall": self.hupall, "show": self.show, "uuid_audio_stream": self.uuid_audio_stream,
         }
 
@@ -185,6 +185,11 @@ class ApiCommands:
             return "+OK\n"
         return self._with_channel(args, 1, "<uuid> [all]", act)
 
+    async def uuid_fileman(self, args: str) -> str:
+        """``+OK`` to any subcommand while a file plays (mod_commands ignores process_fh's result)."""
+        return self._with_channel(args, 2, "<uuid> <cmd>:<val>", lambda channel, argv: (
+            "+OK\n" if channel.fileman(argv[1]) else "-ERR No file handle!\n"))
+
     async def uuid_kill(self, args: str) -> str:
         def act(channel: Channel, argv: list[str]) -> str:
             cause = argv[1].upper() if len(argv) > 1 and argv[1].upper() in Q850 else "NORMAL_CLEARING"
@@ -266,7 +271,7 @@ class ApiCommands:
         return "+OK Success\n"
 
     def _stream_start(self, channel: Channel, argv: list[str]) -> str:
-        if channel.stream is not None or channel.hungup:
+        if channel.streaming or channel.hungup:
             return STREAM_FAIL
         url = parse_ws_url(argv[2])
         mix = argv[3]

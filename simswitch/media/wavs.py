@@ -33,13 +33,19 @@ def resample(samples: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _load(path: str, mtime: float, rate: int, max_s: float) -> np.ndarray:
+def _stored(path: str, mtime: float) -> tuple[int, int]:
     try:
         info = sf.info(path)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise WavError(f"{path}: not a readable audio file ({exc})") from None
-    if info.duration > max_s:
-        raise WavError(f"{path}: {info.duration:.1f} s is longer than the {max_s:.0f} s limit "
+    return int(info.samplerate), int(info.frames)
+
+
+@functools.lru_cache(maxsize=64)
+def _load(path: str, mtime: float, rate: int, max_s: float) -> np.ndarray:
+    stored_rate, frames = _stored(path, mtime)
+    if frames / stored_rate > max_s:
+        raise WavError(f"{path}: {frames / stored_rate:.1f} s is longer than the {max_s:.0f} s limit "
                        "(raise simswitch.max_wav_s)")
     data, src_rate = sf.read(path, dtype="int16", always_2d=True)
     mono = data[:, 0]  # fixture contract: mono, or stereo with L = callee
@@ -48,22 +54,21 @@ def _load(path: str, mtime: float, rate: int, max_s: float) -> np.ndarray:
     return out
 
 
-def load_pcm(path: str | os.PathLike[str], rate: int, max_s: float = 600.0) -> np.ndarray:
-    """The file's first channel as int16 at ``rate``; read-only array shared between calls."""
+def _key(path: str | os.PathLike[str]) -> tuple[str, float]:
+    """The cache key of a file: its resolved path and modification time."""
     p = Path(path)
     try:
         mtime = p.stat().st_mtime
     except OSError as exc:
         raise WavError(f"{p}: cannot open ({exc.strerror})") from None
-    return _load(str(p.resolve()), mtime, rate, max_s)
+    return str(p.resolve()), mtime
 
 
-def duration_s(path: str | os.PathLike[str], max_s: float = 600.0) -> float:
-    """Length of a WAV in seconds (raises WavError if unreadable)."""
-    try:
-        info = sf.info(str(path))
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise WavError(f"{path}: not a readable audio file ({exc})") from None
-    if info.duration > max_s:
-        raise WavError(f"{path}: {info.duration:.1f} s is longer than the {max_s:.0f} s limit")
-    return float(info.duration)
+def load_pcm(path: str | os.PathLike[str], rate: int, max_s: float = 600.0) -> np.ndarray:
+    """The file's first channel as int16 at ``rate``; read-only array shared between calls."""
+    return _load(*_key(path), rate, max_s)
+
+
+def stored_format(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(sample rate, frames) of the file as stored: the units FreeSWITCH counts playback samples in."""
+    return _stored(*_key(path))
