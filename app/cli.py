@@ -45,6 +45,8 @@ def _register() -> None:
     for command in [*audio_commands, *amd_commands, *stt_commands, *check_commands, *simswitch_commands,
                     *robot_commands, *replay_commands, *bench_commands]:
         main.add_command(command)
+    from callbot.app.eval.cli import eval_command  # `callbot eval`: barge-in quality on labelled fixtures
+    main.add_command(eval_command)
 
 
 _register()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from callbot.audio_server.echo.reference import PlaybackTimeline, PromptBands, band_energies, frame_len
+from callbot.audio_server.echo.reference import PlaybackTimeline, PromptBands, band_energies, coarse_bands, frame_len
 
 
 @dataclass(frozen=True)
@@ -153,24 +153,25 @@ class EchoGate:
         if len(self._hist_y) > self._history_frames:
             del self._hist_y[0], self._hist_start[0]
         self._since_estimate += 1
-        if self._since_estimate >= self._estimate_every and len(self._hist_y) >= self._history_frames // 2:
+        every = self._estimate_every if self.delay is None else 5 * self._estimate_every  # re-check slower once locked
+        if self._since_estimate >= every and len(self._hist_y) >= self._history_frames // 2:
             self._since_estimate = 0
             self._estimate()
 
     def _estimate(self) -> None:
-        """Delay by log-band-energy correlation over the history, then per-band gains at that delay."""
+        """Delay by log-energy correlation (a few wide bands) over the history, then per-band gains there."""
         assert self.prompt is not None
-        step = self.prompt.hop * self.DELAY_STEP_HOPS
+        prompt = self.prompt
+        step = prompt.hop * self.DELAY_STEP_HOPS
         delays = np.arange(0, self._max_delay + 1, step)
         starts = np.array(self._hist_start)
         rows = self._rows(starts[:, None] - delays[None, :])  # (frames, delays)
-        ref = np.where((rows >= 0)[..., None], self.prompt.bands[np.maximum(rows, 0)], 0.0)  # (f, d, b)
-        y = np.array(self._hist_y)  # (f, b)
-        floor = 1e-3 * max(float(ref.max()), 1.0)
-        if not np.any(ref > floor):
+        if not np.any(rows >= 0):
             return
-        ly = np.log(y + 1.0)[:, None, :]
-        lr = np.log(ref + floor)
+        silence = len(prompt.coarse_log) - 1
+        lr = prompt.coarse_log[np.where(rows >= 0, rows, silence)]  # (f, d, 4)
+        y = np.array(self._hist_y)  # (f, b)
+        ly = np.log(coarse_bands(y) + 1.0)[:, None, :]
         ly_c = ly - ly.mean(axis=(0, 2), keepdims=True)
         lr_c = lr - lr.mean(axis=(0, 2), keepdims=True)
         num = (ly_c * lr_c).sum(axis=(0, 2))
@@ -181,7 +182,8 @@ class EchoGate:
         if self.correlation < self.settings.lock_correlation:
             return
         self.delay = int(delays[best])
-        r = ref[:, best, :]
+        r = np.where((rows[:, best] >= 0)[:, None], prompt.bands[np.maximum(rows[:, best], 0)], 0.0)
+        floor = 1e-3 * max(float(r.max()), 1.0)
         loud = r > np.percentile(r, 50, axis=0, keepdims=True)
         ratios = np.where(loud & (r > floor), y / np.maximum(r, 1e-6), np.nan)
         with np.errstate(all="ignore"), warnings.catch_warnings():

@@ -52,6 +52,8 @@ class PromptBands:
     bands: np.ndarray  # (rows, bands)
     hop: int
     samples: int
+    coarse_log: np.ndarray  # (rows + 1, COARSE) log energies of a few wide bands; the last row is silence
+    floor: float  # energy the logs are floored at
 
     @classmethod
     def of(cls, samples: np.ndarray, rate: int) -> "PromptBands":
@@ -60,7 +62,20 @@ class PromptBands:
         x = np.concatenate([samples.astype(np.float32), np.zeros(n, np.float32)])
         rows = max(1, (len(samples) + hop - 1) // hop)
         idx = np.arange(rows)[:, None] * hop + np.arange(n)[None, :]
-        return cls(bands=band_energies(x[idx], rate), hop=hop, samples=len(samples))
+        bands = band_energies(x[idx], rate)
+        coarse = coarse_bands(bands)
+        floor = 1e-3 * max(float(coarse.max()), 1.0)
+        coarse_log = np.log(np.vstack([coarse, np.zeros((1, coarse.shape[1]), np.float32)]) + floor)
+        return cls(bands=bands, hop=hop, samples=len(samples), coarse_log=coarse_log.astype(np.float32), floor=floor)
+
+
+COARSE = 4
+
+
+def coarse_bands(bands: np.ndarray) -> np.ndarray:
+    """A few wide bands (sums of neighbouring bands): enough to find the echo's delay, and cheap."""
+    groups = np.array_split(np.arange(bands.shape[-1]), COARSE)
+    return np.stack([bands[..., g].sum(axis=-1) for g in groups], axis=-1)
 
 
 @functools.lru_cache(maxsize=64)
