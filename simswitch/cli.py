@@ -29,7 +29,10 @@ def simswitch_command(obj, esl_port: int | None, password: str | None, speed: fl
         raise click.BadParameter(f"--speed must be > 0, got {speed}")
     settings = obj.settings(**{"simswitch.esl_port": esl_port, "simswitch.password": password,
                                "simswitch.speed": speed, "simswitch.fixtures_dir": fixtures_dir})
-    switch = SimSwitch(settings.simswitch)
+    try:
+        switch = SimSwitch(settings.simswitch)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
     async def _run() -> None:
         await switch.start()

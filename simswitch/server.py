@@ -45,6 +45,9 @@ class SimSwitch:
         if fixtures_dir is not None:
             overrides["fixtures_dir"] = str(fixtures_dir)
         self.settings = dataclasses.replace(base, **overrides)
+        if not self.settings.password.strip():
+            raise ValueError("simswitch: the ESL password is empty, so any client could control the switch; "
+                             "set simswitch.password (--password, CALLBOT_SIMSWITCH_PASSWORD) to a non-empty value")
         if self.settings.esl_host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("simswitch listening beyond loopback", extra={"host": self.settings.esl_host})
         fx = self.settings.fixtures_dir

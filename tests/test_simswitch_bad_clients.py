@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from callbot.config import SimSwitchSettings
 from callbot.esl.protocol import AUTH_REQUEST, DISCONNECT_NOTICE
 from callbot.simswitch import SimSwitch
@@ -113,3 +115,31 @@ def test_listener_killed_after_too_many_lost_events():
             await no_connections_left(sw)
             await still_serving(sw.esl_port)
     run(go())
+
+
+def test_auth_deadline_holds_for_clients_that_sent_something():
+    """Issue 11: connections that each send one garbage packet must not keep every slot: whoever has not
+    authenticated by the deadline is disconnected, sent packets or not; an authenticated client stays."""
+    async def go():
+        settings = SimSwitchSettings(esl_port=0, first_packet_timeout_s=0.4, max_connections=4)
+        async with SimSwitch(settings) as sw:
+            authed = await RawEsl.connect(sw.esl_port)
+            squatters = []  # (reader, writer): a writer that is dropped closes its socket
+            for _ in range(3):
+                reader, writer = await raw(sw.esl_port)
+                writer.write(b"garbage\n\n")
+                assert await reader.readexactly(len(NOT_FOUND)) == NOT_FOUND
+                squatters.append((reader, writer))
+            full = await asyncio.open_connection("127.0.0.1", sw.esl_port)
+            assert (await until_eof(full[0])).startswith(b"Content-Type: text/rude-rejection")
+            for reader, _ in squatters:
+                assert await until_eof(reader) == DISCONNECT_NOTICE
+            await still_serving(sw.esl_port)  # the slots are free again
+            assert await authed.api("uuid_exists x") == "false"  # past the deadline, and still served
+    run(go())
+
+
+def test_an_empty_password_is_refused_at_start():
+    for password in ("", "  "):
+        with pytest.raises(ValueError, match="simswitch.password"):
+            SimSwitch(password=password)

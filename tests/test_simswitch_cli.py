@@ -24,3 +24,9 @@ def test_simswitch_load_prints_json_figures():
     assert out["calls"] == out["live_calls"] == 2
     assert out["audio_bytes_received"] > 0 and out["cpu_s"]["switch"] >= 0
     assert set(out) >= {"virtual_s", "wall_s", "audio_bytes_expected", "max_tick_lag_ms", "switch_cpu_per_wall_s"}
+
+
+def test_simswitch_refuses_an_empty_password():
+    for password in ("", "   "):  # refused by the settings loader, or by simswitch itself
+        result = CliRunner().invoke(main, ["simswitch", "--password", password])
+        assert result.exit_code != 0 and "simswitch.password" in result.output, result.output

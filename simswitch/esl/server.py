@@ -1,6 +1,8 @@
 """The inbound Event Socket listener: one asyncio task per connection, replies as mod_event_socket does.
 
-- greeting ``auth/request``; 25 s for the first packet, then the disconnect notice;
+- greeting ``auth/request``; a connection that has not authenticated 25 s after it opened gets the
+  disconnect notice (FreeSWITCH times out only the first packet: one garbage packet would hold a
+  slot for ever, see CONFORMANCE.md);
 - before auth only ``auth`` and ``exit`` work (others: ``-ERR command not found``); a wrong
   password gets ``-ERR invalid``, the disconnect notice, and the socket closes;
 - ``api`` runs inline and no event is written to this socket until it returns;
@@ -96,14 +98,16 @@ class EslConnection:
     async def run(self) -> None:
         pump = asyncio.create_task(self._pump())
         parser = EslParser()
+        loop = asyncio.get_running_loop()
+        auth_deadline = loop.time() + self.switch.settings.first_packet_timeout_s
         try:
             self.writer.write(AUTH_REQUEST)
-            got_first = False
             while not self.closed:
-                timeout = None if got_first else self.switch.settings.first_packet_timeout_s
+                timeout = None if self.authed else max(0.0, auth_deadline - loop.time())
                 try:
                     data = await asyncio.wait_for(self.reader.read(65536), timeout)
                 except TimeoutError:
+                    log.info("no auth in time, disconnecting", extra={"peer": str(self.peer)})
                     self._disconnect()
                     return
                 if not data:
@@ -115,7 +119,6 @@ class EslConnection:
                     self._disconnect()
                     return
                 for raw in messages:
-                    got_first = True
                     await self.handle(to_command(raw))
                     if self.closed:
                         return
