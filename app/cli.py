@@ -39,11 +39,15 @@ def _register() -> None:
     from callbot.audio_server.bench.cli import commands as stt_commands
     from callbot.audio_server.cli import commands as audio_commands
     from callbot.robot.cli.call import commands as robot_commands
+    from callbot.robot.cli.campaign import commands as campaign_commands
     from callbot.robot.cli.checks import commands as check_commands
+    from callbot.robot.cli.db import commands as db_commands
+    from callbot.robot.cli.dnc import commands as dnc_commands
     from callbot.simswitch.cli import commands as simswitch_commands
 
     for command in [*audio_commands, *amd_commands, *stt_commands, *check_commands, *simswitch_commands,
-                    *robot_commands, *replay_commands, *bench_commands]:
+                    *robot_commands, *replay_commands, *bench_commands, *campaign_commands, *dnc_commands,
+                    *db_commands]:
         main.add_command(command)
     from callbot.app.eval.cli import eval_command  # `callbot eval`: barge-in quality on labelled fixtures
     main.add_command(eval_command)
