@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from pathlib import Path
 
 import click
@@ -23,21 +24,24 @@ from callbot.config import ConfigError
 @click.option("--model", default=None, help="CTranslate2 Whisper directory or model name (default: tiny.en, packaged).")
 @click.option("--language", default=None, help="Transcription language (a non-English one needs a multilingual model).")
 @click.option("--no-stt", is_flag=True, help="Barge-in, AMD and beep only: load no Whisper model.")
+@click.option("--insecure-no-token", is_flag=True,
+              help="Listen on a non-loopback address without a token (refused otherwise).")
 @click.pass_obj
 def audio_server(obj: CliContext, host: str | None, port: int | None, token: str | None,
                  max_streams: int | None, idle_timeout: float | None, metrics_port: int | None,
-                 model: str | None, language: str | None, no_stt: bool) -> None:
+                 model: str | None, language: str | None, no_stt: bool, insecure_no_token: bool) -> None:
     """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM."""
-    from callbot.audio_server.server import serve_until_signal
+    from callbot.audio_server.server import ListenError, serve_until_signal
 
     settings = obj.settings(**{"audio_server.host": host, "audio_server.port": port,
                                "audio_server.token": token, "audio_server.max_streams": max_streams,
                                "audio_server.idle_timeout_s": idle_timeout,
                                "audio_server.metrics_port": metrics_port, "stt.model": model,
-                               "stt.language": language, "stt.enabled": False if no_stt else None})
+                               "stt.language": language, "stt.enabled": False if no_stt else None,
+                               "audio_server.insecure_no_token": True if insecure_no_token else None})
     try:
         asyncio.run(serve_until_signal(settings))
-    except ConfigError as exc:
+    except (ConfigError, ListenError) as exc:
         raise click.ClickException(str(exc)) from None
 
 
@@ -56,10 +60,15 @@ def audio_server(obj: CliContext, host: str | None, port: int | None, token: str
 def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, seed: int,
            min_speech_ms: int | None, bridge_ms: int | None, token: str | None, linger: float) -> None:
     """Stream WAV (mono, or L = callee) as mod_audio_stream would; print each event as a JSON line."""
-    from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
+    from callbot.audio_server.stream_client import read_wav, stream_pcm
+    from callbot.stream import StreamQuery, stream_url
 
     samples, rate = read_wav(wav)
-    target = stream_url(url, call, rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token)
+    query = StreamQuery(rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token)
+    try:
+        target = stream_url(url, call or str(uuid.uuid4()), query)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
     result = asyncio.run(stream_pcm(target, samples, rate, chunking=chunking, speed=speed, seed=seed,
                                     linger_s=linger, on_text=lambda text: print(text, flush=True)))
     if result.close_code is not None:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import ipaddress
 import json
 import logging
 import signal
+import socket
 import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -24,11 +28,11 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from callbot.events import AudioEvent, Error, Final, Partial, to_json
+from callbot.stream import MarkerError, PlaybackMarker, parse_marker
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
 from callbot.audio_server.stt.engine import SttEngine
 from callbot.audio_server.stt.shell import StreamTranscription
-from callbot.audio_server.stt.stage import prompt_from_text_frame
 from callbot.config import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +41,11 @@ HEALTH_PATH = "/healthz"
 # Close codes (RFC 6455): policy, message too big, internal error, try again later.
 CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
 HARD_SIZE_FACTOR = 4  # frames above this many times our own limits are cut by the library (1009, no event)
+IDLE_GRACE_S = 0.05  # after the idle deadline, a message already received still counts
+
+
+class ListenError(RuntimeError):
+    """The server cannot listen (address in use, not ours, or exposed without a token); one line says why."""
 
 
 class StreamFailure(Exception):
@@ -67,6 +76,16 @@ class Outbox:
 
 
 @dataclass
+class PromptPlaying:
+    """The robot's prompt playing on this call, from its playback markers; times are stream seconds."""
+
+    file: str  # relative to the prompts directory, as the marker named it
+    path: Path  # the same file under [prompts] dir
+    started_t: float
+    paused: bool = False
+
+
+@dataclass
 class StreamSession:
     """One connection's state. Stages live in ``pipeline``; what the switch must hear comes back as text.
 
@@ -78,7 +97,9 @@ class StreamSession:
     pipeline: StreamPipeline
     outbox: Outbox
     stt: StreamTranscription | None = None
+    prompts_dir: Path | None = None  # [prompts] dir: where a marker's file is
     metadata: dict | None = None
+    prompt: PromptPlaying | None = None  # what the robot plays now (echo handling will read the file)
     messages: int = 0
     texts_ignored: int = 0
     transcripts: int = 0
@@ -92,32 +113,70 @@ class StreamSession:
         return [to_json(e, self.params.call) for e in out.events]
 
     def on_transcript(self, event: AudioEvent) -> None:
-        """A partial or final from the STT pool, then any AMD verdict its words decide."""
+        """A partial or final from the STT pool, then any AMD verdict its words decide.
+
+        The words are hints about the audio they describe, so the AMD dates them by the
+        transcript's own stream time (``event.t``), not by how far the stream has got meanwhile.
+        """
         self.transcripts += 1
         self.outbox.put(event, self.params.call)
         if isinstance(event, (Partial, Final)):
-            for hint in self.pipeline.on_transcript(event):
+            for hint in self.pipeline.amd.on_transcript(event.text, event.t, isinstance(event, Final)):
                 self.outbox.put(hint, self.params.call)
 
-    def on_text(self, text: str, max_bytes: int) -> None:
-        """Metadata may come first, late or never; a robot prompt frame is STT context; the rest is ignored."""
-        prompt = prompt_from_text_frame(text) if len(text) <= max_bytes else None
-        if prompt is not None:
-            if self.stt is not None:
-                self.stt.set_prompt(prompt)
-            return
+    def on_text(self, text: str, max_bytes: int) -> list[str]:
+        """A playback marker (the robot's prompt, STT context), or metadata (first, late or never); the
+        rest is ignored. Returns the text frames to send back: an ``error`` for a bad marker (the
+        stream goes on)."""
+        t = self.pipeline.stream_time
+        if len(text) > max_bytes:
+            return self._ignored(text, f"longer than audio_server.max_text_bytes={max_bytes}")
         try:
-            data = json.loads(text) if len(text) <= max_bytes else None
+            marker = parse_marker(text)
+        except MarkerError as exc:
+            self.texts_ignored += 1
+            log.warning("playback marker refused", extra={"call": self.params.call, "t": round(t, 3),
+                                                           "reason": str(exc)})
+            return [to_json(Error(t=t, code="bad_marker", message=str(exc)), self.params.call)]
+        if marker is not None:
+            self.on_marker(marker, t)
+            return []
+        try:
+            data = json.loads(text)
         except ValueError:
             data = None
         if not isinstance(data, dict):
-            self.texts_ignored += 1
-            log.warning("text frame ignored: not a JSON object of at most %d bytes", max_bytes,
-                        extra={"call": self.params.call, "t": round(self.pipeline.stream_time, 3),
-                               "head": text[:60]})
-            return
+            return self._ignored(text, "not a JSON object")
+        if data.get("type") == "prompt":  # before DESIGN section 2's playback markers
+            return self._ignored(text, "a prompt frame: send a playback marker instead (DESIGN section 2)")
         self.metadata = data
         log.info("metadata", extra={"call": self.params.call, "keys": ",".join(sorted(data))[:200]})
+        return []
+
+    def on_marker(self, marker: PlaybackMarker, t: float) -> None:
+        """Follow the robot's prompt: the file now playing, and its words as the decoder's context."""
+        call = self.params.call
+        if marker.state == "start":
+            assert marker.file is not None
+            base = self.prompts_dir or Path(".")
+            self.prompt = PromptPlaying(marker.file, base / marker.file, t)
+            if self.stt is not None:  # a prompt without words leaves no stale context behind
+                self.stt.set_prompt(marker.text)
+            log.info("prompt started", extra={"call": call, "t": round(t, 3), "file": marker.file})
+        elif self.prompt is None:
+            log.info("playback marker with no prompt playing", extra={"call": call, "t": round(t, 3),
+                                                                      "state": marker.state})
+        elif marker.state == "stop":  # its words stay the context: the reply that follows answers them
+            log.info("prompt stopped", extra={"call": call, "t": round(t, 3), "file": self.prompt.file})
+            self.prompt = None
+        else:
+            self.prompt.paused = marker.state == "pause"
+
+    def _ignored(self, text: str, why: str) -> list[str]:
+        self.texts_ignored += 1
+        log.warning("text frame ignored: %s", why, extra={"call": self.params.call,
+                                                          "t": round(self.pipeline.stream_time, 3), "head": text[:60]})
+        return []
 
     def finish(self) -> list[str]:
         """End of stream: close open speech; decodes still pending can no longer be sent."""
@@ -148,15 +207,21 @@ class AudioServer:
             StreamPipeline(StreamParams.defaults(str(uuid.UUID(int=0)), self.settings), self.settings)
         except ValueError as exc:
             raise ConfigError(f"audio server settings: {exc}") from None
+        cfg = self.settings.audio_server
+        host = cfg.host if host is None else host
+        port = cfg.port if port is None else port
+        check_exposure(host, cfg.token, cfg.insecure_no_token)
         if self.engine is None and self.settings.stt.enabled:
             self.engine = load_engine(self.settings)  # at start-up, never on the first call
-        cfg = self.settings.audio_server
-        self._server = await serve(
-            self._handle, host or cfg.host, cfg.port if port is None else port,
-            process_request=self._process_request, open_timeout=cfg.handshake_timeout_s,
-            max_size=max(cfg.max_message_bytes, cfg.max_text_bytes) * HARD_SIZE_FACTOR, compression=None)
-        log.info("audio server listening", extra={"host": host or cfg.host, "port": self.port,
-                                                  "max_streams": cfg.max_streams})
+        try:
+            self._server = await serve(
+                self._handle, host, port, process_request=self._process_request,
+                open_timeout=cfg.handshake_timeout_s,
+                max_size=max(cfg.max_message_bytes, cfg.max_text_bytes) * HARD_SIZE_FACTOR, compression=None)
+        except OSError as exc:
+            raise ListenError(listen_problem("audio server", host, port, exc, "--port / audio_server.port")) from None
+        log.info("audio server listening", extra={"host": host, "port": self.port, "max_streams": cfg.max_streams,
+                                                  "token": cfg.token is not None})
 
     def close(self) -> None:
         """Stop accepting; close live streams with 1001 (going away)."""
@@ -197,9 +262,13 @@ class AudioServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         params = parse_stream_request(ws.request.path, self.settings, ws.request.headers or Headers())
-        session = StreamSession(params, StreamPipeline(params, self.settings),
-                                Outbox(self.settings.audio_server.send_queue_max))
         problem = self.engine.language_problem(params.lang) if params.lang and self.engine else None
+        transcribed = self.engine is not None and not problem
+        if transcribed:  # the AMD waits for the words of the speech before its verdict (amd.hint_wait_ms)
+            params = dataclasses.replace(params, amd=dataclasses.replace(params.amd, transcripts=True))
+        session = StreamSession(params, StreamPipeline(params, self.settings),
+                                Outbox(self.settings.audio_server.send_queue_max),
+                                prompts_dir=self.settings.prompts.path())
         if problem:  # barge-in, AMD and beeps still work; only transcripts are off for this stream
             log.warning("stream without transcripts", extra={"call": params.call, "reason": problem})
             session.outbox.put(Error(t=0.0, code="stt_language_unsupported", message=problem), params.call)
@@ -237,6 +306,9 @@ class AudioServer:
         cfg = self.settings.audio_server
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.idle_timeout_s
+        pace = RateCap(cfg.replay_max_speed if session.params.replay else cfg.max_speed, cfg.speed_headroom_s,
+                       "audio_server.replay_max_speed" if session.params.replay else "audio_server.max_speed")
+        reframer = session.pipeline.reframer
         while True:
             try:
                 async with asyncio.timeout_at(deadline):
@@ -244,16 +316,24 @@ class AudioServer:
             except TimeoutError:
                 if await _closing(ws):
                     return
-                raise StreamFailure("idle_timeout", f"no audio for {cfg.idle_timeout_s:g} s "
-                                    "(audio_server.idle_timeout_s)", CLOSE_POLICY) from None
+                try:  # a loop busy with other streams may read this one's audio in the same turn as its deadline
+                    message = await asyncio.wait_for(ws.recv(), IDLE_GRACE_S)
+                except TimeoutError:
+                    raise StreamFailure("idle_timeout", f"no audio for {cfg.idle_timeout_s:g} s "
+                                        "(audio_server.idle_timeout_s)", CLOSE_POLICY) from None
             if isinstance(message, str):
-                session.on_text(message, cfg.max_text_bytes)
-                continue
-            if len(message) > cfg.max_message_bytes:
-                raise StreamFailure("message_too_large", f"binary message of {len(message)} bytes exceeds "
-                                    f"audio_server.max_message_bytes={cfg.max_message_bytes}", CLOSE_TOO_BIG)
-            deadline = loop.time() + cfg.idle_timeout_s
-            for text in session.on_audio(message):
+                replies = session.on_text(message, cfg.max_text_bytes)
+            else:
+                if len(message) > cfg.max_message_bytes:
+                    raise StreamFailure("message_too_large", f"binary message of {len(message)} bytes exceeds "
+                                        f"audio_server.max_message_bytes={cfg.max_message_bytes}", CLOSE_TOO_BIG)
+                received = reframer.samples_received
+                arriving = (2 * received + reframer.pending_bytes % 2 + len(message)) // 2
+                pace.check(arriving / session.params.rate, loop.time())
+                replies = session.on_audio(message)
+                if reframer.samples_received > received:  # audio, not an empty or one-byte frame, keeps it alive
+                    deadline = loop.time() + cfg.idle_timeout_s
+            for text in replies:
                 log.info("event", extra={"call": session.params.call, "event": text})
                 if await _closing(ws):
                     return
@@ -270,6 +350,54 @@ class AudioServer:
         closing = asyncio.create_task(ws.close(exc.close_code, exc.code))
         await _drain(ws)
         await closing
+
+
+class RateCap:
+    """Refuses a stream whose audio runs more than ``speed`` times ahead of real time.
+
+    Measured from the wall time at which the stream's first audio arrived; ``headroom_s`` of audio
+    may be ahead beyond that (frames the switch queued while connecting, two frames in one read).
+    """
+
+    def __init__(self, speed: float, headroom_s: float, setting: str) -> None:
+        self.speed, self.headroom_s, self.setting = speed, headroom_s, setting
+        self._first_at: float | None = None
+
+    def check(self, stream_s: float, now: float) -> None:
+        """``stream_s`` of audio received by wall time ``now``; StreamFailure when too far ahead."""
+        if self._first_at is None:
+            self._first_at = now
+        elapsed = now - self._first_at
+        if stream_s > self.speed * elapsed + self.headroom_s:
+            raise StreamFailure("rate_limited", f"{stream_s:.2f} s of audio in {elapsed:.2f} s: more than "
+                                f"{self.setting}={self.speed:g} x real time", CLOSE_POLICY)
+
+
+def check_exposure(host: str, token: str | None, insecure_no_token: bool) -> None:
+    """Refuse to listen beyond loopback without a token, unless the operator said so (insecure_no_token)."""
+    if token is not None or insecure_no_token or _loopback_only(host):
+        return
+    raise ListenError(f"audio server: refusing to listen on {host or 'every address'!s} without a token; set "
+                      "--token (audio_server.token), bind 127.0.0.1, or pass --insecure-no-token")
+
+
+def _loopback_only(host: str) -> bool:
+    """True when every address ``host`` names is a loopback one (``localhost``, 127.0.0.1, ::1)."""
+    if not host:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError:
+        return False
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def listen_problem(what: str, host: str, port: int, exc: OSError, fix: str) -> str:
+    """One line for a failed bind: the address, the OS's reason, and what to change."""
+    reason = exc.strerror or str(exc)
+    if isinstance(exc, OSError) and exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
+        return f"{what}: cannot listen on {host}:{port}: the port is in use (another server?); choose another with {fix}"
+    return f"{what}: cannot listen on {host}:{port}: {reason}; check the address and {fix}"
 
 
 def load_engine(settings: Settings) -> SttEngine:
@@ -331,7 +459,13 @@ async def serve_until_signal(settings: Settings) -> None:
     if settings.audio_server.metrics_port is not None:
         from callbot.audio_server.metrics import start_metrics_server
 
-        bound = start_metrics_server(settings.audio_server.host, settings.audio_server.metrics_port)
+        host, port = settings.audio_server.host, settings.audio_server.metrics_port
+        try:
+            bound = start_metrics_server(host, port)
+        except OSError as exc:
+            server.close()
+            await server.wait_closed()
+            raise ListenError(listen_problem("metrics", host, port, exc, "--metrics-port")) from None
         log.info("metrics listening", extra={"host": settings.audio_server.host, "port": bound})
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -18,6 +18,8 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from callbot.audio_format import frame_bytes
+
 
 @dataclass
 class StreamResult:
@@ -36,7 +38,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
 
 def chunk_sizes(total: int, rate: int, chunking: str, seed: int = 0) -> Iterator[int]:
     """Message sizes in bytes: ``20ms`` frames, or ``random`` sizes from 1 byte to 60 ms (odd ones too)."""
-    frame = rate // 50 * 2
+    frame = frame_bytes(rate)
     rng = np.random.default_rng(seed)
     sent = 0
     while sent < total:
@@ -47,7 +49,8 @@ def chunk_sizes(total: int, rate: int, chunking: str, seed: int = 0) -> Iterator
 
 
 def stream_url(base: str, call: str | None = None, **query: object) -> str:
-    """``base/stream/<call>?k=v...``; a fresh uuid when ``call`` is None."""
+    """``base/stream/<call>?k=v...`` with any keys, unchecked (to probe what the server refuses); a fresh uuid
+    when ``call`` is None. A robot builds its URL with :func:`callbot.stream.stream_url`, which checks them."""
     q = urlencode({k: v for k, v in query.items() if v is not None})
     return f"{base.rstrip('/')}/stream/{call or uuid.uuid4()}" + (f"?{q}" if q else "")
 

@@ -1,34 +1,25 @@
-"""Parse and validate a stream's handshake request (path, uuid, query, token) into StreamParams.
+"""Turn a stream's handshake request (path, uuid, query, token) into validated StreamParams.
 
 mod_audio_stream may send its metadata late or never, so everything a stream needs travels in
-the URL: ``/stream/<uuid>?rate=16000&min_speech_ms=1500&bridge_ms=300&token=...``. Each query
-key is declared once in ``QUERY_PARAMS`` (an allow-list); an unknown key is rejected so that
-typos are caught at the handshake instead of silently using a default.
+the URL (DESIGN section 2). The URL is parsed by :func:`callbot.stream.parse_stream_target`,
+the one parser of what the robot's :func:`callbot.stream.stream_url` builds; this module adds
+the server's side: its settings as defaults, and the token.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hmac
-import re
-import uuid
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Mapping
 from urllib.parse import parse_qsl, urlsplit
 
-from callbot.audio_server.amd.detector import QUERY_KEYS, AmdParams
+from callbot.audio_format import DEFAULT_RATE
+from callbot.audio_server.amd.detector import AmdParams
 from callbot.config import Settings
+from callbot.stream import AUTH_KEYS, StreamQuery, StreamUrlError, parse_stream_target
 
-STREAM_PREFIX = "/stream/"
-RATES = (8000, 16000)
-
-
-class StreamRequestError(ValueError):
-    """A handshake request we refuse; ``status`` is the HTTP status to answer with."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+StreamRequestError = StreamUrlError  # every refusal at the handshake: a status and what to fix
 
 
 @dataclass(frozen=True)
@@ -39,54 +30,26 @@ class StreamParams:
     rate: int
     min_speech_ms: int
     bridge_ms: int
-    amd: AmdParams = field(default_factory=AmdParams)  # amd=on|off, amd_<mod_amd name>=<ms>: AmdParams.from_query
+    amd: AmdParams = field(default_factory=AmdParams)  # the server's amd settings with amd=, amd_<name>= applied
     lang: str | None = None  # the callee's language for speech recognition; None: stt.language
+    replay: bool = False  # replay=1 with a valid token: audio may run audio_server.replay_max_speed x real time
 
     @classmethod
     def defaults(cls, call: str, settings: Settings) -> "StreamParams":
         """Parameters for ``call`` when the URL gives none (used by tests and the bench)."""
-        return cls(call=call, rate=16000, min_speech_ms=settings.bargein.min_speech_ms,
+        return cls(call=call, rate=DEFAULT_RATE, min_speech_ms=settings.bargein.min_speech_ms,
                    bridge_ms=settings.bargein.bridge_ms, amd=AmdParams(settings.amd))
 
-
-def _int(text: str) -> int:
-    if not text.isascii() or not text.isdigit():
-        raise ValueError("must be a whole number")
-    return int(text)
-
-
-def _int_in(lo: int, hi: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = _int(text)
-        if not lo <= value <= hi:
-            raise ValueError(f"must be between {lo} and {hi}")
-        return value
-    return parse
-
-
-def _rate(text: str) -> int:
-    value = _int(text)
-    if value not in RATES:
-        raise ValueError(f"must be one of {', '.join(map(str, RATES))}")
-    return value
-
-
-def _lang(text: str) -> str:
-    """A short language code (ISO 639-1 or -2, e.g. en, fr); whether the model knows it is checked at the handshake."""
-    value = text.lower()
-    if not re.fullmatch(r"[a-z]{2,3}", value):
-        raise ValueError("must be a short language code such as en or fr")
-    return value
-
-
-# Query key -> parser. Add a key here and a field of the same name to StreamParams.
-QUERY_PARAMS: dict[str, Callable[[str], object]] = {
-    "rate": _rate,
-    "min_speech_ms": _int_in(100, 60000),
-    "bridge_ms": _int_in(0, 5000),
-    "lang": _lang,
-}
-AUTH_KEYS = ("token",)
+    @classmethod
+    def from_query(cls, call: str, query: StreamQuery, settings: Settings) -> "StreamParams":
+        """The server's settings with the stream's query applied."""
+        amd = settings.amd if query.amd is None else dataclasses.replace(settings.amd, enabled=query.amd)
+        base = cls.defaults(call, settings)
+        return cls(call=call, rate=query.rate or base.rate,
+                   min_speech_ms=base.min_speech_ms if query.min_speech_ms is None else query.min_speech_ms,
+                   bridge_ms=base.bridge_ms if query.bridge_ms is None else query.bridge_ms,
+                   amd=AmdParams(dataclasses.replace(amd, **query.amd_timings)), lang=query.lang,
+                   replay=query.replay)
 
 
 def redact(target: str) -> str:
@@ -97,15 +60,6 @@ def redact(target: str) -> str:
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     query = "&".join(f"{k}={'***' if k in AUTH_KEYS else v}" for k, v in pairs)
     return f"{parts.path}?{query}"
-
-
-def parse_call_uuid(segment: str) -> str:
-    """The path's uuid in canonical form, or a 400 naming the bad value."""
-    try:
-        return str(uuid.UUID(segment))
-    except ValueError:
-        raise StreamRequestError(400, f"path segment {segment[:64]!r} is not a valid UUID; "
-                                      "use /stream/<call-uuid>") from None
 
 
 def check_token(expected: str | None, query_token: str | None, authorization: str | None) -> None:
@@ -124,40 +78,13 @@ def check_token(expected: str | None, query_token: str | None, authorization: st
 def parse_stream_request(target: str, settings: Settings,
                          headers: Mapping[str, str] | None = None) -> StreamParams:
     """Turn a request target (path + query) and headers into StreamParams, or raise StreamRequestError."""
-    parts = urlsplit(target)
-    if not parts.path.startswith(STREAM_PREFIX):
-        raise StreamRequestError(404, f"no such path {parts.path[:80]!r}; streams connect to "
-                                      f"{STREAM_PREFIX}<call-uuid>")
-    call = parse_call_uuid(parts.path[len(STREAM_PREFIX):])
+    call, query = parse_stream_target(target)
+    cfg = settings.audio_server
+    check_token(cfg.token, query.token, (headers or {}).get("Authorization"))
+    if query.replay and cfg.token is None and cfg.insecure_no_token:
+        raise StreamRequestError(403, "replay=1 needs the server's token, and this server has none "
+                                      "(audio_server.insecure_no_token); set audio_server.token")
     try:
-        pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query),
-                          max_num_fields=len(QUERY_PARAMS) + len(AUTH_KEYS) + len(QUERY_KEYS))
-    except ValueError as exc:
-        raise StreamRequestError(400, f"malformed query string: {exc}") from None
-    values: dict[str, object] = {}
-    auth: dict[str, str] = {}
-    amd_query: dict[str, str] = {}
-    for key, text in pairs:
-        if key in values or key in auth or key in amd_query:
-            raise StreamRequestError(400, f"query parameter {key!r} is given twice")
-        if key in AUTH_KEYS:
-            auth[key] = text
-            continue
-        if key in QUERY_KEYS:
-            amd_query[key] = text
-            continue
-        parser = QUERY_PARAMS.get(key)
-        if parser is None:
-            known = ", ".join([*QUERY_PARAMS, *AUTH_KEYS, *QUERY_KEYS])
-            raise StreamRequestError(400, f"unknown query parameter {key[:40]!r}; known: {known}")
-        try:
-            values[key] = parser(text)
-        except ValueError as exc:
-            raise StreamRequestError(400, f"query parameter {key}={text[:40]!r}: {exc}") from None
-    check_token(settings.audio_server.token, auth.get("token"),
-                (headers or {}).get("Authorization"))
-    try:
-        values["amd"] = AmdParams.from_query(amd_query, settings.amd)
+        return StreamParams.from_query(call, query, settings)
     except ValueError as exc:
         raise StreamRequestError(400, str(exc)) from None
-    return dataclasses.replace(StreamParams.defaults(call, settings), **values)

@@ -9,7 +9,9 @@ Env vars are named ``CALLBOT_<SECTION>_<FIELD>``, e.g. ``CALLBOT_ESL_PASSWORD`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 import types
 import typing
@@ -17,9 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from callbot.audio_format import DEFAULT_RATE, FRAME_MS, RATES
+
+MAX_SEGMENT_S = 28.0  # the longest speech piece one decode takes: Whisper's 30 s window, less a margin
+
 
 class ConfigError(ValueError):
-    """A setting is unknown or has a value of the wrong type; the message names the source."""
+    """A setting is unknown, of the wrong type or out of range; the message names the source and the key."""
 
 
 @dataclass(frozen=True)
@@ -52,17 +58,21 @@ class AudioServerSettings:
     max_streams: int = 200
     max_message_bytes: int = 65536
     max_text_bytes: int = 16384
-    idle_timeout_s: float = 10.0
+    idle_timeout_s: float = 10.0  # a stream that brings no audio sample for this long is closed
     handshake_timeout_s: float = 5.0
     send_queue_max: int = 256
     metrics_port: int | None = None
+    max_speed: float = 4.0  # a stream whose audio runs more than this many times ahead of real time is refused
+    replay_max_speed: float = 100.0  # ... for a stream marked replay=1 (it must pass the token check)
+    speed_headroom_s: float = 2.0  # audio a stream may be ahead beyond that (frames queued while connecting)
+    insecure_no_token: bool = False  # listen on a non-loopback address without a token (refused otherwise)
 
 
 @dataclass(frozen=True)
 class VadSettings:
     """Voice activity detection and segmenting, all in stream time."""
 
-    frame_ms: int = 20
+    frame_ms: int = FRAME_MS
     backend: str = "webrtc"  # or "silero": the ONNX model faster-whisper ships (~10x the CPU, onsets later)
     silero_threshold: float = 0.5  # speech probability at or above which silero calls a frame speech
     aggressiveness: int = 2
@@ -137,6 +147,8 @@ class AmdSettings:
     late_onset_ms: int = 1000  # a first word this late is likely a reply to the robot's first prompt, not a
     # greeting (machines start at once): MAXWORDS and LONGGREETING do not apply to it. 0 = pure mod_amd.
     hint_silence_ms: int = 300  # after a short greeting heard by STT ("hello?"), this much silence is HUMAN
+    hint_wait_ms: int = 1000  # with STT on, a verdict waits up to this much stream time for the transcripts of
+    # the speech before it, so that hints count at the time of their audio whatever the decode latency
     max_hint_chars: int = 500  # transcript text beyond this is ignored by the hints
     voicemail_phrases: tuple[str, ...] = (
         "leave a message", "leave your message", "leave me a message", "not available", "unavailable",
@@ -200,13 +212,18 @@ class RobotSettings:
     """
 
     scenario: str | None = None  # default: the bundled English example (survey_en)
-    prompts_dir: str | None = None  # default: prompts_audio/ beside the package
-    prompt_rate: int = 16000  # which rendering of each prompt to play: 8000 or 16000
-    stream_rate: int = 16000  # what mod_audio_stream sends the audio server
+    prompt_rate: int = DEFAULT_RATE  # which rendering of each prompt to play: 8000 or 16000
+    stream_rate: int = DEFAULT_RATE  # what mod_audio_stream sends the audio server
     dial_timeout_s: float = 60.0  # originate_timeout, and the wait for its answer
     listen_timeout_s: float = 6.0  # a listening window with no speech at all ends after this (scenario may override)
     final_wait_s: float = 2.0  # after speech stops, wait this long (call time) for its final transcript
-    final_wait_min_wall_s: float = 1.5  # ... and at least this long in wall time: STT runs in wall time
+    dial_grace_s: float = 5.0  # beyond dial_timeout_s, how long to wait for the originate's own answer
+    park_wait_s: float = 2.0  # after the answer, the longest wait for CHANNEL_PARK before the first prompt
+    playback_margin_s: float = 5.0  # beyond a prompt's length, how long it may take to report PLAYBACK_STOP
+    drain_s: float = 1.0  # after the hang-up, how long to keep recording the channel's last events
+    max_call_s: float = 600.0  # a call still up after this long (from the answer) is hung up
+    stream_restarts: int = 5  # a lost audio stream is restarted this many times at most per call
+    stream_restart_backoff_s: float = 0.5  # ... first after this long, doubling each time
     no_audio_flag_s: float = 5.0  # a connected stream with no audio event for this long is flagged
     beep_wait_s: float = 20.0  # on a machine, the longest wait for the beep (then scenario voicemail.on_no_beep)
     no_beep_silence_s: float = 2.5  # ... or less: this long quiet after the greeting with no beep = there is none
@@ -215,7 +232,8 @@ class RobotSettings:
     replay_stt_partials: bool = False  # replays feed STT N x faster: finals only (robot uses none)
     replay_stt_cpu_threads: int = 1  # ... and leave a core to the barge-in path
     act_on_amd: bool = True  # act on the `amd` event (scenario [voicemail]); False = every call is treated as human
-    amd_wait_s: float = 6.0  # after the answer, how long (call time) the AMD step waits for the `amd` event
+    amd_wait_s: float = 7.0  # after the answer, how long (call time) the AMD step waits for the `amd` event
+    # (amd.total_analysis_time plus amd.hint_wait_ms, plus a margin)
     queue_max: int = 256  # per-call event queue (barge-in and hangup jump ahead; others are capped)
     speed: float = 1.0  # the switch's clock rate (replays): robot waits are divided by it
 
@@ -243,6 +261,25 @@ class BenchSettings:
 
 
 @dataclass(frozen=True)
+class PromptsSettings:
+    """The prompts directory that the robot and the audio server share (DESIGN section 2).
+
+    Prompts are ``<language>/<rate>/<name>.wav`` beneath it; a playback marker's ``file`` is a
+    path relative to it. The robot plays from it and the audio server reads the same files.
+    """
+
+    dir: str | None = None  # default: the prompts bundled with callbot (callbot.resources.prompts_dir())
+
+    def path(self) -> Path:
+        """The directory itself: ``dir``, or the bundled prompts when it is unset."""
+        if self.dir:
+            return Path(self.dir)
+        from callbot.resources import prompts_dir
+
+        return prompts_dir()
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of callbot, by section."""
 
@@ -252,6 +289,7 @@ class Settings:
     bargein: BargeInSettings = field(default_factory=BargeInSettings)
     stt: SttSettings = field(default_factory=SttSettings)
     amd: AmdSettings = field(default_factory=AmdSettings)
+    prompts: PromptsSettings = field(default_factory=PromptsSettings)
     robot: RobotSettings = field(default_factory=RobotSettings)
     db: DbSettings = field(default_factory=DbSettings)
     simswitch: SimSwitchSettings = field(default_factory=SimSwitchSettings)
@@ -262,26 +300,167 @@ class Settings:
         return apply_overrides(self, sections, source="code")
 
 
+# -- ranges ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Limit:
+    """The values a setting (or a stream URL key, which shares its setting's limit) may take."""
+
+    lo: float | None = None  # at least
+    hi: float | None = None  # at most
+    above: float | None = None  # strictly more than
+    choices: tuple[Any, ...] | None = None
+    pattern: str | None = None  # a string setting must match it whole
+    hint: str | None = None  # what to ask for, when the bounds alone would not say it
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with ``value`` (``"must be between 1 and 65535"``), or None when it is allowed."""
+        if value is None:
+            return None
+        if self.choices is not None and value not in self.choices:
+            return f"must be {self.hint or 'one of ' + ', '.join(map(str, self.choices))}"
+        if self.pattern is not None and not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
+            return f"must be {self.hint or 'a value matching ' + self.pattern}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if (self.lo is not None and value < self.lo) or (self.hi is not None and value > self.hi) \
+                    or (self.above is not None and value <= self.above):
+                return f"must be {self.hint or self._range()}"
+        return None
+
+    def _range(self) -> str:
+        low = f"> {self.above:g}" if self.above is not None else f">= {self.lo:g}" if self.lo is not None else None
+        if self.hi is None:
+            return low or "a number"
+        if self.lo is not None:
+            return f"between {self.lo:g} and {self.hi:g}"
+        return f"{low} and <= {self.hi:g}" if low else f"<= {self.hi:g}"
+
+
+def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> Limit:
+    return Limit(lo=lo, hi=hi, **kw)
+
+
+POSITIVE = Limit(above=0)  # durations, speeds: strictly positive
+COUNT = Limit(lo=1)  # queue sizes, workers, limits
+NON_NEGATIVE = Limit(lo=0)
+FRACTION = Limit(lo=0, hi=1)
+PORT = Limit(lo=1, hi=65535)
+LISTEN_PORT = Limit(lo=0, hi=65535, hint="between 1 and 65535, or 0 for a free port")
+RATE = Limit(choices=RATES)
+DBFS = Limit(lo=-120, hi=0)
+NON_EMPTY = Limit(pattern=r".+", hint="a non-empty string")
+AMD_MS = _range(100, 60000)  # mod_amd timings a call may also set in its stream URL (amd_<name>)
+
+# Every numeric setting has a range here (tests/test_config.py checks that none is missing); some
+# strings have a form. A value outside is refused with its key and its source.
+LIMITS: dict[str, dict[str, Limit]] = {
+    "esl": {
+        "port": PORT, "command_timeout_s": POSITIVE, "connect_timeout_s": POSITIVE, "reconnect_min_s": POSITIVE,
+        "reconnect_max_s": POSITIVE, "job_timeout_s": POSITIVE, "event_queue_max": COUNT,
+        "max_pending_jobs": COUNT, "max_routes": COUNT, "keepalive_s": POSITIVE,
+    },
+    "audio_server": {
+        "port": LISTEN_PORT, "max_streams": COUNT,
+        "max_message_bytes": _range(640, 16 * 2**20, hint="between 640 (one 20 ms frame at 16 kHz) and 16 MiB"),
+        "max_text_bytes": _range(256, 2**20), "idle_timeout_s": POSITIVE, "handshake_timeout_s": POSITIVE,
+        "send_queue_max": COUNT, "metrics_port": LISTEN_PORT, "max_speed": _range(1, 1000),
+        "replay_max_speed": _range(1, 1000), "speed_headroom_s": _range(0, 60),
+    },
+    "vad": {
+        "frame_ms": Limit(choices=(10, 20, 30), hint="10, 20 or 30 (what webrtcvad takes)"),
+        "backend": Limit(choices=("webrtc", "silero")), "silero_threshold": FRACTION,
+        "aggressiveness": _range(0, 3), "noise_margin_db": _range(0, 60), "min_level_dbfs": DBFS,
+        "noise_adapt_ms": _range(1, 60000), "start_window_ms": _range(10, 5000),
+        "start_ratio": Limit(above=0, hi=1), "pre_speech_ms": _range(0, 5000), "hangover_ms": _range(0, 5000),
+        "min_modulation_db": _range(0, 60), "modulation_window_ms": _range(10, 10000),
+        "continue_frames": _range(1, 100), "onset_gap_ms": _range(0, 5000),
+    },
+    "bargein": {"min_speech_ms": _range(100, 60000), "bridge_ms": _range(0, 5000)},
+    "stt": {
+        "language": Limit(pattern=r"[a-z]{2,3}", hint="a short language code such as en or fr"),
+        "cpu_threads": _range(1, 64), "decode_nice": _range(0, 19), "workers": _range(1, 64),
+        "beam_size": _range(1, 20), "partial_interval_ms": _range(100, 60000),
+        "speculative_final_ms": _range(0, 5000), "max_segment_s": Limit(above=0, hi=MAX_SEGMENT_S),
+        "cut_search_ms": _range(0, 10000), "queue_max": COUNT, "no_speech_threshold": FRACTION,
+        "logprob_threshold": _range(-100, 0), "min_avg_logprob": _range(-100, 0), "max_prompt_chars": _range(0, 10000),
+    },
+    "amd": {
+        "initial_silence": AMD_MS, "greeting": AMD_MS, "after_greeting_silence": AMD_MS,
+        "total_analysis_time": _range(500, 120000), "min_word_length": _range(10, 5000),
+        "between_words_silence": _range(10, 5000), "maximum_number_of_words": _range(1, 100),
+        "maximum_word_length": _range(100, 120000), "initial_silence_result": Limit(choices=("human", "machine", "notsure")),
+        "late_onset_ms": _range(0, 60000), "hint_silence_ms": _range(0, 60000), "hint_wait_ms": _range(0, 10000),
+        "max_hint_chars": COUNT, "hint_max_words": COUNT, "beep_min_hz": _range(50, 8000),
+        "beep_max_hz": _range(50, 8000), "beep_min_ms": _range(20, 10000), "beep_max_ms": _range(20, 10000),
+        "beep_min_dbfs": DBFS, "beep_frame_purity": FRACTION, "beep_purity": FRACTION,
+        "beep_bandwidth_hz": POSITIVE, "beep_freq_tolerance_hz": NON_NEGATIVE, "beep_max_level_cv": NON_NEGATIVE,
+        "beep_max_freq_std_hz": NON_NEGATIVE, "beep_max_harmonic_ratio": NON_NEGATIVE,
+    },
+    "robot": {
+        "prompt_rate": RATE, "stream_rate": RATE, "dial_timeout_s": POSITIVE, "listen_timeout_s": POSITIVE,
+        "final_wait_s": NON_NEGATIVE, "dial_grace_s": NON_NEGATIVE, "park_wait_s": POSITIVE,
+        "playback_margin_s": POSITIVE, "drain_s": NON_NEGATIVE, "max_call_s": POSITIVE,
+        "stream_restarts": NON_NEGATIVE, "stream_restart_backoff_s": POSITIVE, "no_audio_flag_s": POSITIVE,
+        "beep_wait_s": POSITIVE, "no_beep_silence_s": POSITIVE, "hangup_wait_s": POSITIVE, "max_reply_s": POSITIVE,
+        "replay_stt_cpu_threads": _range(1, 64), "amd_wait_s": POSITIVE, "queue_max": COUNT,
+        "speed": _range(0.1, 100),
+    },
+    "db": {"url": NON_EMPTY, "write_queue_max": COUNT},
+    "simswitch": {
+        "esl_port": LISTEN_PORT, "password": NON_EMPTY, "speed": POSITIVE, "max_connections": COUNT,
+        "max_calls": COUNT, "event_queue_max": COUNT, "lost_events_max": COUNT, "first_packet_timeout_s": POSITIVE,
+        "answer_delay_ms": NON_NEGATIVE, "broadcast_start_ms": NON_NEGATIVE, "ws_handshake_timeout_s": POSITIVE,
+        "ws_close_timeout_s": POSITIVE, "ws_queue_max": COUNT, "ws_max_message_bytes": COUNT,
+        "bug_buffer_max_s": POSITIVE, "max_wav_s": POSITIVE, "max_queued_prompts": COUNT,
+        "max_pending_texts": COUNT, "max_finished_calls": COUNT,
+    },
+    "bench": {
+        "calls": Limit(lo=1, hint="between 1 and bench.max_calls"), "speed": _range(0.1, 100), "max_calls": COUNT,
+        "ramp_s": NON_NEGATIVE, "server_start_timeout_s": POSITIVE, "call_timeout_s": POSITIVE,
+    },
+}
+
+# Settings that bound each other, per section: (lower key, upper key). Checked after every change.
+ORDERED: dict[str, tuple[tuple[str, str], ...]] = {
+    "esl": (("reconnect_min_s", "reconnect_max_s"),),
+    "audio_server": (("max_speed", "replay_max_speed"),),
+    "amd": (("beep_min_hz", "beep_max_hz"), ("beep_min_ms", "beep_max_ms")),
+    "bench": (("calls", "max_calls"),),
+}
+
+
 def _section_types() -> dict[str, type]:
     hints = typing.get_type_hints(Settings)
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Turn a TOML, env or CLI value into the field's declared type, or raise ConfigError."""
+def section_name(cls: type) -> str:
+    """The ``[section]`` whose dataclass is ``cls`` (``"audio_server"`` for AudioServerSettings)."""
+    return next(name for name, section in _section_types().items() if section is cls)
+
+
+_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Turn a TOML, env, CLI or URL-query value into the declared type, or raise ConfigError naming ``where``.
+
+    Text converts strictly: ``"1500"`` is an int, ``"1.5s"`` or ``"1_500"`` is not; ``on``/``off``,
+    ``true``/``false``, ``yes``/``no`` and ``1``/``0`` are booleans; NaN and infinities are refused.
+    """
     origin = typing.get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
             return None
-        return _coerce(value, args[0], where)
+        return coerce(value, args[0], where)
     if origin in (list, tuple):
         (item,) = typing.get_args(annotation)[:1]
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
-        return origin(_coerce(v, item, where) for v in value)
+        return origin(coerce(v, item, where) for v in value)
     try:
         if annotation is bool:
             if isinstance(value, bool):
@@ -292,13 +471,20 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
                 return False
             raise ValueError(value)
         if annotation is int:
+            if isinstance(value, str):
+                if not _INT.fullmatch(value.strip()):
+                    raise ValueError(value)
+                return int(value)
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
         if annotation is float:
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if annotation is str:
             if not isinstance(value, (str, int, float)):
                 raise ValueError(value)
@@ -308,8 +494,33 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
     return value
 
 
-def apply_overrides(settings: Settings, values: Mapping[str, Any], source: str) -> Settings:
-    """Apply ``{"section": {...}}`` or ``{"section.field": v}`` values, checking every name and type."""
+def coerce_setting(section: str, name: str, value: Any, where: str) -> Any:
+    """``value`` as setting ``section.name`` takes it: its declared type, then its range (LIMITS).
+
+    The settings loader and the stream URL parser (callbot.stream) both use this, so a URL key
+    and the setting it overrides accept exactly the same values. Raises ConfigError naming ``where``.
+    """
+    cls = _section_types()[section]
+    typed = coerce(value, typing.get_type_hints(cls)[name], where)
+    limit = LIMITS.get(section, {}).get(name)
+    problem = limit.problem(typed) if limit else None
+    if problem:
+        raise ConfigError(f"{where}: {typed!r} {problem}")
+    return typed
+
+
+def _check_order(section: str, values: Any, source: str) -> None:
+    for low, high in ORDERED.get(section, ()):
+        if getattr(values, low) > getattr(values, high):
+            raise ConfigError(f"{source}: {section}.{low} ({getattr(values, low)!r}) must not exceed "
+                              f"{section}.{high} ({getattr(values, high)!r})")
+
+
+def apply_overrides(settings: Settings, values: Mapping[str, Any], source: str, check_order: bool = True) -> Settings:
+    """Apply ``{"section": {...}}`` or ``{"section.field": v}`` values, checking every name, type and range.
+
+    ``check_order``: also check the settings that bound each other (ORDERED) in the sections changed;
+    a caller applying one value at a time checks them once at the end (:func:`check_settings`)."""
     sections = _section_types()
     nested: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
@@ -334,32 +545,58 @@ def apply_overrides(settings: Settings, values: Mapping[str, Any], source: str) 
             if name not in hints:
                 known = ", ".join(f.name for f in dataclasses.fields(cls))
                 raise ConfigError(f"{source}: unknown setting {sec}.{name}; [{sec}] has {known}")
-            updates[name] = _coerce(value, hints[name], f"{source}: {sec}.{name}")
+            updates[name] = coerce_setting(sec, name, value, f"{source}: {sec}.{name}")
         changed[sec] = dataclasses.replace(current, **updates)
+        if check_order:
+            _check_order(sec, changed[sec], source)
     return dataclasses.replace(settings, **changed)
 
 
-def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
-    """``CALLBOT_<SECTION>_<FIELD>`` variables as dotted keys; unknown CALLBOT_* names are errors."""
-    out: dict[str, str] = {}
+def check_settings(settings: Settings, source: str) -> Settings:
+    """Check the settings that bound each other (``esl.reconnect_min_s <= esl.reconnect_max_s``...)."""
+    for sec in ORDERED:
+        _check_order(sec, getattr(settings, sec), source)
+    return settings
+
+
+# CALLBOT_* variables that are not settings: the settings file, and what the project's scripts and
+# tests read (the switch install and its test harness, the test databases).
+NOT_SETTINGS = frozenset({"CALLBOT_CONFIG", "CALLBOT_SHARED_DIR", "CALLBOT_FREESWITCH_PREFIX",
+                          "CALLBOT_SOFTPHONE_PASSWORD", "CALLBOT_SIP_IP", "CALLBOT_DEFAULT_PASSWORD"})
+TOOL_PREFIXES = ("CALLBOT_FS_", "CALLBOT_TEST_", "CALLBOT_REALSWITCH_")
+
+
+def env_settings(env: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """``(variable, "section.field", value)`` for every ``CALLBOT_<SECTION>_<FIELD>``; other CALLBOT_* names are errors."""
+    out: list[tuple[str, str, str]] = []
     sections = sorted(_section_types(), key=len, reverse=True)  # audio_server before a shorter prefix
     for name, value in env.items():
-        if not name.startswith("CALLBOT_") or name == "CALLBOT_CONFIG":
+        if not name.startswith("CALLBOT_") or name in NOT_SETTINGS or name.startswith(TOOL_PREFIXES):
             continue
         rest = name[len("CALLBOT_"):].lower()
         sec = next((s for s in sections if rest.startswith(s + "_")), None)
         if sec is None:
             raise ConfigError(f"environment: {name} names no settings section")
-        out[f"{sec}.{rest[len(sec) + 1:]}"] = value
+        out.append((name, f"{sec}.{rest[len(sec) + 1:]}", value))
     return out
+
+
+def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
+    """``CALLBOT_<SECTION>_<FIELD>`` variables as dotted keys; unknown CALLBOT_* names are errors."""
+    return {key: value for _name, key, value in env_settings(env)}
 
 
 def load_settings(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    flags: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Defaults, then the TOML file (``path`` or ``$CALLBOT_CONFIG``), then env, then ``overrides``."""
+    """Defaults, then the TOML file (``path`` or ``$CALLBOT_CONFIG``), then env, then ``overrides``.
+
+    An error names where the bad value came from: the file, the environment variable, or the
+    command-line flag (``flags`` maps a dotted key to the flag that set it, e.g. ``--port``).
+    """
     env = os.environ if env is None else env
     settings = Settings()
     path = path or env.get("CALLBOT_CONFIG")
@@ -372,11 +609,17 @@ def load_settings(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
         settings = apply_overrides(settings, data, source=str(p))
-    settings = apply_overrides(settings, env_overrides(env), source="environment")
-    if overrides:
-        clean = {k: v for k, v in overrides.items() if v is not None}
-        settings = apply_overrides(settings, clean, source="command line")
-    return settings
+    variables = env_settings(env)
+    for name, key, value in variables:
+        settings = apply_overrides(settings, {key: value}, f"environment variable {name}", check_order=False)
+    if variables:
+        check_settings(settings, "environment (" + ", ".join(name for name, _, _ in variables) + ")")
+    given = {key: value for key, value in (overrides or {}).items() if value is not None}
+    for key, value in given.items():
+        flag = (flags or {}).get(key)
+        settings = apply_overrides(settings, {key: value}, f"command line ({flag})" if flag else "command line",
+                                   check_order=False)
+    return check_settings(settings, "command line") if given else settings
 
 
 SECRET_FIELDS = {"password", "token"}

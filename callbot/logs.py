@@ -4,10 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+# C0 and C1 controls, DEL, and the Unicode line and paragraph separators: a value that holds one (a
+# text frame with a newline, say) must not start a line of its own that would pass for a log record.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): one log line stays one line."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, object]:
@@ -35,8 +46,8 @@ class KeyValueFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
-        extras = " ".join(f"{k}={v}" for k, v in _extras(record).items())
-        line = f"{stamp} {record.levelname.lower():5} {record.name} {record.getMessage()}"
+        extras = " ".join(f"{k}={escape_controls(str(v))}" for k, v in _extras(record).items())
+        line = f"{stamp} {record.levelname.lower():5} {record.name} {escape_controls(record.getMessage())}"
         if extras:
             line += " " + extras
         if record.exc_info:

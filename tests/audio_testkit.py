@@ -28,7 +28,9 @@ MIN_SPEECH_S, BRIDGE_S = 1.5, 0.3
 def server_settings(**overrides: object) -> Settings:
     # A short idle timeout ends each stream soon after its last message, with every event delivered.
     # No Whisper model here: these tests are about barge-in; tests/test_stt_server.py covers transcripts.
-    return Settings().replace(**{"audio_server.idle_timeout_s": 0.6, "stt.enabled": False, **overrides})
+    # They stream as fast as the socket takes it, so the rate cap is lifted (tests/test_audio_limits.py tests it).
+    return Settings().replace(**{"audio_server.idle_timeout_s": 0.6, "stt.enabled": False,
+                                 "audio_server.max_speed": 1000, "audio_server.replay_max_speed": 1000, **overrides})
 
 
 @contextlib.asynccontextmanager
@@ -76,10 +78,11 @@ def check_against_sidecar(wav: Path, call: str, result: StreamResult) -> None:
 
 
 async def stream_fixture(base: str, wav: Path, chunking: str, speed: float = 0.0, seed: int = 0,
-                          **kwargs: object) -> tuple[str, StreamResult]:
+                         query: dict[str, object] | None = None, **kwargs: object) -> tuple[str, StreamResult]:
+    """Stream a fixture WAV (``query``: more URL keys, e.g. a token); its call uuid and what came back."""
     samples, rate = read_wav(wav)
     call = str(uuid.uuid4())
-    result = await stream_pcm(stream_url(base, call, rate=rate), samples, rate, chunking=chunking,
+    result = await stream_pcm(stream_url(base, call, rate=rate, **(query or {})), samples, rate, chunking=chunking,
                               speed=speed, seed=seed, linger_s=30.0, **kwargs)
     return call, result
 

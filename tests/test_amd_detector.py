@@ -21,8 +21,8 @@ RATE, STEP = 16000, 320  # 20 ms frames
 class Feeder:
     """Drives an AmdDetector with voiced/silent runs and remembers every decision it returned."""
 
-    def __init__(self, **settings: object) -> None:
-        self.amd = AmdDetector(AmdParams(dataclasses.replace(AmdSettings(), **settings)))
+    def __init__(self, transcripts: bool = False, **settings: object) -> None:
+        self.amd = AmdDetector(AmdParams(dataclasses.replace(AmdSettings(), **settings), transcripts=transcripts))
         self.start = 0
         self.out: list[Amd] = []
 
@@ -43,8 +43,9 @@ class Feeder:
     def silence(self, ms: int) -> "Feeder":
         return self.run(ms, False)
 
-    def said(self, text: str, final: bool = True) -> "Feeder":
-        self.out += self.amd.on_transcript(text, self.now, final)
+    def said(self, text: str, final: bool = True, at: float | None = None) -> "Feeder":
+        """STT's words about the audio up to ``at`` (default: now), arriving now."""
+        self.out += self.amd.on_transcript(text, self.now if at is None else at, final)
         return self
 
     @property
@@ -177,10 +178,60 @@ def test_greeting_hint_is_cancelled_when_talk_resumes() -> None:
 
 
 def test_greeting_final_arriving_while_talk_resumed_is_no_hint() -> None:
-    f = Feeder(greeting=60000).silence(300).voice(500).silence(200).voice(300).said("Hello?").silence(600)
+    # "Hello?" ended at 0.8; its final arrives at 1.3, while the caller talks again: that talk cancels it
+    f = Feeder(greeting=60000).silence(300).voice(500).silence(200).voice(300).said("Hello?", at=0.8).silence(600)
     assert f.out == []
     f.silence(200)
     assert f.decided == ("human", "HUMAN", 2.1)
+
+
+def _late_voicemail(latency_s: float) -> Feeder:
+    """A voicemail that starts late and never pauses (so no frame rule calls it a machine); STT hears
+    "not available" in the audio up to 2.7 s and its decode comes back ``latency_s`` later."""
+    f = Feeder(transcripts=True).silence(1200).voice(1500)
+    heard = f.now
+    f.voice(round(latency_s * 1000))
+    f.said("the person you are calling is not available", final=False, at=heard)
+    return f.voice(6000)
+
+
+@pytest.mark.parametrize("latency_s", [0.0, 0.3, 1.0, 2.3, 3.1])
+def test_a_voicemail_phrase_verdict_does_not_depend_on_decode_latency(latency_s: float) -> None:
+    """Issue 9: the hint is dated by its audio (2.7 s); a decode back after TOOLONG (5.0 s) still decides,
+    because with STT on the verdict waits up to amd.hint_wait_ms (1 s) for the words of earlier speech."""
+    assert _late_voicemail(latency_s).decided == ("machine", "VOICEMAILPHRASE", 2.7)
+
+
+def test_a_hint_later_than_hint_wait_ms_no_longer_counts() -> None:
+    assert _late_voicemail(3.5).decided == ("notsure", "TOOLONG", 5.0)
+
+
+@pytest.mark.parametrize("latency_s", [0.1, 0.5, 1.0])
+def test_a_short_greeting_decides_at_the_same_time_whatever_the_decode_latency(latency_s: float) -> None:
+    f = Feeder(transcripts=True).silence(300).voice(500)  # "Hello?" ends at 0.8
+    f.silence(round(latency_s * 1000)).said("Hello?", at=0.8).silence(2000)
+    assert f.decided == ("human", "HUMAN", 0.8 + 0.3)  # hint_silence_ms after the end of "Hello?"
+
+
+def test_with_stt_a_verdict_waits_for_the_words_before_it_at_most_hint_wait_ms() -> None:
+    f = Feeder(transcripts=True).silence(300).voice(500).silence(1780)  # HUMAN at 1.6, nothing heard yet
+    assert f.out == []
+    f.silence(20)  # 1.6 + hint_wait_ms
+    assert f.decided == ("human", "HUMAN", 1.6)
+    g = Feeder(transcripts=True).silence(300).voice(500).silence(1000)
+    assert g.out == []
+    g.said("Hello, this is Mark", at=0.8)  # a transcript of the word before it: no need to wait longer
+    assert g.decided == ("human", "HUMAN", 1.6)
+    silent = Feeder(transcripts=True).silence(2500)  # no word: nothing to wait for
+    assert silent.decided == ("notsure", "INITIALSILENCE", 2.5)
+
+
+def test_flush_sends_a_verdict_still_waiting_at_the_end_of_the_stream() -> None:
+    f = Feeder(transcripts=True).silence(300).voice(500).silence(1000)
+    assert f.out == [] and f.amd.decision is None
+    (verdict,) = f.amd.flush()
+    assert (verdict.result, verdict.cause, verdict.decided_at_s) == ("human", "HUMAN", 1.6)
+    assert f.amd.flush() == []
 
 
 def test_hint_text_is_capped() -> None:
@@ -205,20 +256,7 @@ def test_normalise_drops_case_accents_and_punctuation() -> None:
     assert normalise("  Allô ?  N’est-ce PAS… Après le BIP!") == "allo n'est ce pas apres le bip"
 
 
-def test_params_from_query_apply_and_validate() -> None:
-    p = AmdParams.from_query({"amd_greeting": "2000", "amd_maximum_number_of_words": "4", "rate": "8000"})
-    assert (p.settings.greeting, p.settings.maximum_number_of_words, p.settings.initial_silence) == (2000, 4, 2500)
-    assert AmdParams.from_query({"amd": "off"}).settings.enabled is False
-    base = AmdSettings(greeting=1800)
-    assert AmdParams.from_query({}, base).settings.greeting == 1800
-    with pytest.raises(ValueError, match="amd_greting: unknown AMD parameter; known keys are amd_initial_silence"):
-        AmdParams.from_query({"amd_greting": "100"})
-    with pytest.raises(ValueError, match=r"amd_greeting='1.5s': not an integer"):
-        AmdParams.from_query({"amd_greeting": "1.5s"})
-    with pytest.raises(ValueError, match=r"amd_min_word_length=0: out of range; use 10\.\.5000"):
-        AmdParams.from_query({"amd_min_word_length": "0"})
-    with pytest.raises(ValueError, match="use amd=on or amd=off"):
-        AmdParams.from_query({"amd": "maybe"})
+def test_initial_silence_result_must_be_a_result() -> None:
     with pytest.raises(ValueError, match="initial_silence_result='robot'"):
         AmdParams(AmdSettings(initial_silence_result="robot"))
 

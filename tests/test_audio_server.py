@@ -45,6 +45,7 @@ def test_every_fixture_over_websocket_in_20ms_and_random_messages() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow  # fifty streams at 8x real time
 def test_fifty_concurrent_streams_faster_than_real_time_while_healthz_answers() -> None:
     async def scenario() -> None:
         async with running(server_settings(**{"audio_server.idle_timeout_s": 2.0})) as (server, base):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 from stt_model import shared_engine
 
 from callbot.app.cli import main
 
 
+@pytest.mark.slow  # the real Whisper model under concurrent streams
 def test_stt_bench_prints_one_json_report() -> None:
     shared_engine()  # skips, saying why, when the model is unavailable
     result = CliRunner().invoke(main, ["stt-bench", "--json", "--streams", "2", "--duration", "3",

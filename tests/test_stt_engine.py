@@ -27,6 +27,7 @@ def replay(name: str, settings: Settings | None = None) -> StreamRun:
                                     speed=None, clock_start=time.perf_counter(), settle=True))
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_long_reply_final_has_key_words_and_partials_are_earlier_prefixes() -> None:
     fixture = Fixture.named("long_reply")
     run = replay("long_reply")
@@ -49,6 +50,7 @@ def test_long_reply_final_has_key_words_and_partials_are_earlier_prefixes() -> N
         assert later.text.startswith(earlier.text)  # the stable prefix never flickers
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_8k_stream_is_transcribed() -> None:
     """tiny.en hears "Tuesday afternoon" at 8 kHz as "Zoom after Zoom" (with any resampler): check the rest."""
     (final,) = replay("long_reply_8k").of(Final)
@@ -56,17 +58,20 @@ def test_8k_stream_is_transcribed() -> None:
     assert abs(final.start_s - 1.5) < 0.15 and abs(final.end_s - 5.7) < 0.3
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_short_yes_is_transcribed() -> None:
     (final,) = replay("short_yes").of(Final)
     assert normalise(final.text) == "yes"
 
 
+@pytest.mark.slow  # the real Whisper model
 @pytest.mark.parametrize("name", ["silence", "noise"])
 def test_silence_and_noise_give_no_transcript(name: str) -> None:
     run = replay(name)
     assert run.of(Final) == [] and run.of(Partial) == []
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_finals_survive_a_flooded_queue_while_partials_are_dropped() -> None:
     """queue_max=2 and 12 streams at once: every final comes back, some partials are dropped (None)."""
     shared_engine()  # skips, saying why, when the model is unavailable
@@ -91,6 +96,7 @@ def test_finals_survive_a_flooded_queue_while_partials_are_dropped() -> None:
     assert decoded + registry.get_sample_value("callbot_stt_finals_shared_total") == 12
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_a_final_shares_its_segments_running_partial_only_when_that_covers_all_speech() -> None:
     shared_engine()  # skips, saying why, when the model is unavailable
     engine = SttEngine(SttSettings(), SttMetrics.create(registry := CollectorRegistry()))
@@ -136,6 +142,7 @@ def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
         SttEngine(SttSettings(model=str(tmp_path)), SttMetrics.create(CollectorRegistry()))
 
 
+@pytest.mark.slow  # the real Whisper model
 def test_english_only_model_with_french_says_a_multilingual_model_is_needed() -> None:
     with pytest.raises(SttModelError, match=r"English-only.*'fr'.*multilingual"):
         SttEngine(SttSettings(language="fr"), SttMetrics.create(CollectorRegistry()))

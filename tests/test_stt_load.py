@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client import CollectorRegistry
 from stt_model import shared_engine
 
@@ -19,6 +20,8 @@ from callbot.config import Settings
 
 PLAYLIST = ("long_reply", "two_short", "pauses_2500ms", "long_reply", "backchannel", "short_yes", "long_reply",
             "two_short")
+
+pytestmark = pytest.mark.slow  # the real Whisper model under eight talking streams
 
 
 def test_eight_talking_streams_keep_barge_in_decisions_and_every_final() -> None:

@@ -7,15 +7,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from callbot.events import BargeIn, Final, Partial, parse_event
 from callbot.audio_server.server import AudioServer
 from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 from callbot.config import Settings
+from callbot.stream import PlaybackMarker
 from tests.stt_model import shared_engine
 from callbot.resources import demo_calls_dir
 
 FIXTURES = demo_calls_dir()
+
+pytestmark = pytest.mark.slow  # the real Whisper model behind a real server
 
 
 def _stream(name: str, texts=(), speed: float = 4.0):
@@ -42,8 +46,9 @@ def _stream(name: str, texts=(), speed: float = 4.0):
 
 def test_long_reply_gets_partials_then_a_final_with_its_key_words() -> None:
     sidecar = json.loads((FIXTURES / "long_reply.json").read_text())
-    prompt = '{"type":"prompt","text":"Hello, this is a short survey call. Is now a good time?"}'
-    events = _stream("long_reply", texts=[(0.0, prompt)])
+    # the robot's playback marker: its words become the decoder's context (DESIGN section 2)
+    marker = PlaybackMarker.start("en/16000/greeting.wav", "Hello, this is a short survey call. Is now a good time?")
+    events = _stream("long_reply", texts=[(0.0, marker.to_json())])
     finals = [e for e in events if isinstance(e, Final)]
     partials = [e for e in events if isinstance(e, Partial)]
     assert len(finals) == 1, events

@@ -10,7 +10,7 @@ import pytest
 from callbot.events import Final, Partial
 from callbot.audio_server.pipeline.frames import Frame
 from callbot.audio_server.pipeline.segments import SegmentAudio, SegmentClosed, SegmentOpened
-from callbot.audio_server.stt.stage import DecodeResult, SegmentTranscriber, prompt_from_text_frame
+from callbot.audio_server.stt.stage import DecodeResult, SegmentTranscriber
 from callbot.config import SttSettings
 
 RATE = 16000
@@ -143,12 +143,6 @@ def test_prompt_and_confirmed_prefix_go_with_every_later_job() -> None:
     stage.feed(audio(1, 2.0, 0.3))
     (final,) = stage.feed([SegmentClosed(1, 2.2)]).jobs
     assert final.prefix == "call me"  # the final cannot contradict the partial already sent
-
-
-def test_prompt_frame_parsing() -> None:
-    assert prompt_from_text_frame('{"type":"prompt","text":"Would you like a callback?"}') == "Would you like a callback?"
-    assert prompt_from_text_frame('{"type":') is None  # an unquoted send_text cut at the first space
-    assert prompt_from_text_frame('{"type":"other","text":"x"}') is None
 
 
 def test_bad_input_is_a_clear_error() -> None:

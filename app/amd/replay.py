@@ -26,14 +26,13 @@ from callbot.audio_server.amd.beep import BeepDetector
 from callbot.events import Amd, BargeIn, Beep, Final, Partial
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_client import read_wav
-from callbot.audio_server.stream_params import RATES, StreamParams
+from callbot.audio_server.stream_params import StreamParams
 from callbot.audio_server.stt.stage import DecodeJob, DecodeResult, SegmentTranscriber
+from callbot.audio_format import RATES, frame_bytes
 from callbot.config import Settings
 
 if TYPE_CHECKING:  # loading faster-whisper is slow: only --stt pays for it
     from callbot.audio_server.stt.engine import SttEngine
-
-CHUNK_MS = 20  # what mod_audio_stream sends per message
 
 
 @dataclass
@@ -43,7 +42,8 @@ class FixtureOutcome:
     amd: Amd | None
     beeps: list[Beep] = field(default_factory=list)
     prompt_started_s: float | None = None  # the voicemail prompt's PLAYBACK_START (robot replays only)
-    transcripts: list[dict[str, Any]] = field(default_factory=list)  # STT output offered to the AMD: t, final, text
+    transcripts: list[dict[str, Any]] = field(default_factory=list)  # STT output offered to the AMD: t (arrival),
+    # audio_t (the end of the audio it describes, by which the AMD dates it), final, text
     barge_in_s: float | None = None  # the first barge_in detection: AMD runs beside it and must not delay it
     frames: int = 0
     cpu_s: dict[str, float] = field(default_factory=lambda: {"amd": 0.0, "beep": 0.0})  # in the stages only
@@ -110,18 +110,19 @@ def replay_pipeline(wav: Path, settings: Settings, engine: SttEngine | None = No
     samples, rate = read_callee(wav)
     params = dataclasses.replace(StreamParams.defaults(str(uuid.uuid4()), settings), rate=rate)
     pipeline = StreamPipeline(params, settings)
-    amd = AmdDetector(AmdParams(settings.amd))
+    amd = AmdDetector(AmdParams(settings.amd, transcripts=engine is not None))
     beeper = BeepDetector(settings.amd)
     stt = engine and WhisperInTheLoop(engine, SegmentTranscriber(settings.stt, rate, params.call), latency_s)
     outcome = FixtureOutcome(amd=None)
     data = samples.astype("<i2").tobytes()
-    step = 2 * rate * CHUNK_MS // 1000
+    step = frame_bytes(rate)  # what mod_audio_stream sends per message
     for offset in range(0, len(data), step):
         out = pipeline.feed(data[offset: offset + step])
         for decision in out.decisions:
             for at, event in stt.due(decision.frame.t) if stt else []:
-                outcome.transcripts.append({"t": round(at, 3), "final": isinstance(event, Final), "text": event.text})
-                amd.on_transcript(event.text, at, isinstance(event, Final))
+                outcome.transcripts.append({"t": round(at, 3), "audio_t": event.t, "final": isinstance(event, Final),
+                                            "text": event.text})
+                amd.on_transcript(event.text, event.t, isinstance(event, Final))  # dated by its audio
             started = time.perf_counter()
             amd.feed(decision)
             outcome.cpu_s["amd"] += time.perf_counter() - started
@@ -135,6 +136,7 @@ def replay_pipeline(wav: Path, settings: Settings, engine: SttEngine | None = No
         if stt:
             stt.submit(stt.transcriber.feed(out.segment_items).jobs, pipeline.stream_time)
     pipeline.flush()
+    amd.flush()
     outcome.beeps += beeper.flush()
     outcome.amd = amd.decision
     return outcome

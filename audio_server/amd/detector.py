@@ -6,32 +6,17 @@ and returns at most one :class:`~audio_server.events.Amd` per call. It never rea
 
 from __future__ import annotations
 
-import dataclasses
+import bisect
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from callbot.events import Amd
 from callbot.audio_server.pipeline.frames import Frame
 from callbot.config import AmdSettings
 
 RESULTS = ("human", "machine", "notsure")
-QUERY_PREFIX = "amd_"
-# Per-call URL query keys (``amd_<name>``, integer ms or a count) and their allowed ranges.
-QUERY_LIMITS: dict[str, tuple[int, int]] = {
-    "initial_silence": (100, 60000),
-    "greeting": (100, 60000),
-    "after_greeting_silence": (100, 60000),
-    "total_analysis_time": (500, 120000),
-    "min_word_length": (10, 5000),
-    "between_words_silence": (10, 5000),
-    "maximum_number_of_words": (1, 100),
-    "maximum_word_length": (100, 120000),
-}
-QUERY_KEYS = ("amd", *(QUERY_PREFIX + name for name in QUERY_LIMITS))  # for the stream's query allow-list
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
 
 
 class VoicedFrame(Protocol):
@@ -46,41 +31,15 @@ class VoicedFrame(Protocol):
 
 @dataclass(frozen=True)
 class AmdParams:
-    """One call's AMD settings: the server's AmdSettings with the call's URL query applied."""
+    """One call's AMD settings (the server's, with the call's URL query applied), and whether STT runs on it."""
 
     settings: AmdSettings = field(default_factory=AmdSettings)
+    transcripts: bool = False  # STT hints will come: a verdict waits (amd.hint_wait_ms at most) for those of earlier speech
 
     def __post_init__(self) -> None:
         if self.settings.initial_silence_result not in RESULTS:
             raise ValueError(f"amd.initial_silence_result={self.settings.initial_silence_result!r}: "
                              f"use one of {', '.join(RESULTS)}")
-
-    @classmethod
-    def from_query(cls, query: Mapping[str, str], defaults: AmdSettings | None = None) -> "AmdParams":
-        """Apply ``amd=on|off`` and ``amd_<timing>=<int>`` keys; ValueError names the bad key and the fix."""
-        base = defaults or AmdSettings()
-        updates: dict[str, object] = {}
-        if "amd" in query:
-            flag = str(query["amd"]).strip().lower()
-            if flag not in _TRUE + _FALSE:
-                raise ValueError(f"URL query amd={query['amd']!r}: use amd=on or amd=off")
-            updates["enabled"] = flag in _TRUE
-        for key, raw in query.items():
-            if not key.startswith(QUERY_PREFIX):
-                continue
-            name = key[len(QUERY_PREFIX):]
-            if name not in QUERY_LIMITS:
-                known = ", ".join(QUERY_PREFIX + n for n in QUERY_LIMITS)
-                raise ValueError(f"URL query {key}: unknown AMD parameter; known keys are {known}")
-            low, high = QUERY_LIMITS[name]
-            try:
-                value = int(str(raw).strip())
-            except ValueError:
-                raise ValueError(f"URL query {key}={raw!r}: not an integer; give ms (or a count for words)") from None
-            if not low <= value <= high:
-                raise ValueError(f"URL query {key}={value}: out of range; use {low}..{high}")
-            updates[name] = value
-        return cls(dataclasses.replace(base, **updates))
 
 
 def normalise(text: str) -> str:
@@ -90,106 +49,200 @@ def normalise(text: str) -> str:
     return " ".join(re.sub(r"[^\w']+", " ", text).split())
 
 
-class AmdDetector:
-    """mod_amd's decision rules (Asterisk app_amd semantics) over VAD frames, plus transcript hints.
+Verdict = tuple[str, str, float, float]  # result, cause, stream time, end of the last word heard before it
+
+
+class _Rules:
+    """mod_amd's rules plus transcript hints, fed in stream order (frames and hints by their audio time).
 
     Durations count frame lengths, so stream gaps (a paused stream) neither add silence nor voice.
-    The first rule that fires decides; after that every input returns ``[]``. Where we differ from
-    mod_amd, each by a setting: INITIALSILENCE gives ``initial_silence_result`` (notsure, not
-    machine: people who pick up and wait are common), and a first word after ``late_onset_ms`` is
-    taken as a possible reply to the robot's first prompt, so MAXWORDS and LONGGREETING do not
-    apply to it (a greeting machine starts at once; a person answering our prompt talks at length).
+    The first rule that fires decides.
     """
 
-    def __init__(self, params: AmdParams) -> None:
-        self.p = params.settings
-        self.decision: Amd | None = None
-        self._now = 0.0  # stream time of the end of the last frame seen
-        self._elapsed_ms = 0.0
-        self._silence_ms = 0.0
-        self._voice_ms = 0.0  # all voice so far (the greeting rule)
-        self._word_ms = 0.0  # consecutive voice (the word rules)
-        self._in_word = False
-        self._words = 0
-        self._in_initial_silence = True
-        self._in_greeting = False
-        self._late_talker = False  # the first word came after late_onset_ms: maybe a reply to our prompt
-        self._greeting_heard = False  # STT heard a short greeting and no word followed it
-        self._phrases = tuple(normalise(p) for p in self.p.voicemail_phrases)
-        self._greeting_words = frozenset(normalise(w) for w in self.p.greeting_words)
+    def __init__(self, settings: AmdSettings, phrases: tuple[str, ...], greeting_words: frozenset[str]) -> None:
+        self.p = settings
+        self.phrases = phrases
+        self.greeting_words = greeting_words
+        self.now = 0.0  # stream time of the end of the last frame seen
+        self.elapsed_ms = 0.0
+        self.silence_ms = 0.0
+        self.voice_ms = 0.0  # all voice so far (the greeting rule)
+        self.word_ms = 0.0  # consecutive voice (the word rules)
+        self.word_end = float("-inf")  # end of the last frame that was part of a word
+        self.in_word = False
+        self.words = 0
+        self.in_initial_silence = True
+        self.in_greeting = False
+        self.late_talker = False  # the first word came after late_onset_ms: maybe a reply to our prompt
+        self.greeting_heard = False  # STT heard a short greeting and no word followed it
 
-    def feed(self, verdict: VoicedFrame) -> list[Amd]:
-        """Advance by one frame's verdict; returns ``[Amd]`` when this frame decides."""
-        if self.decision is not None or not self.p.enabled:
-            return []
-        frame = verdict.frame
-        step = frame.duration_ms
-        self._now = frame.end_t
-        self._elapsed_ms += step
-        decided = self._voiced(step) if verdict.voiced else self._silent(step)
-        if decided is None and self._elapsed_ms >= self.p.total_analysis_time:
+    def frame(self, end_t: float, step: float, voiced: bool) -> Verdict | None:
+        self.now = end_t
+        self.elapsed_ms += step
+        decided = self._voiced(step) if voiced else self._silent(step)
+        if decided is None and self.elapsed_ms >= self.p.total_analysis_time:
             decided = ("notsure", "TOOLONG")
-        return self._decide(decided, self._now)
+        return self._verdict(decided, end_t)
 
-    def on_transcript(self, text: str, t: float, final: bool) -> list[Amd]:
-        """A partial or final from STT at stream time ``t``: voicemail phrases decide MACHINE at once;
-        a short greeting ("hello?", "allô ?") lets a shorter silence (hint_silence_ms) decide HUMAN."""
-        if self.decision is not None or not self.p.enabled:
-            return []
+    def hint(self, text: str, t: float, final: bool) -> Verdict | None:
+        """Words STT heard in the audio up to ``t``: a voicemail phrase decides MACHINE there; a final that is a
+        short greeting ("hello?", "allô ?") lets a shorter silence (hint_silence_ms) decide HUMAN."""
         words = normalise(text[: self.p.max_hint_chars])
         padded = f" {words} "
-        if any(f" {phrase} " in padded for phrase in self._phrases):
-            return self._decide(("machine", "VOICEMAILPHRASE"), max(t, self._now))
+        if any(f" {phrase} " in padded for phrase in self.phrases):
+            return self._verdict(("machine", "VOICEMAILPHRASE"), t)
         tokens = words.split()
-        short_greeting = tokens and len(tokens) <= self.p.hint_max_words and set(tokens) <= self._greeting_words
-        if final and short_greeting and self._in_greeting and not self._in_word:  # talking again: no hint
-            self._greeting_heard = True
-            if self._silence_ms >= self.p.hint_silence_ms:
-                return self._decide(("human", "HUMAN"), max(t, self._now))
-        return []
+        short_greeting = tokens and len(tokens) <= self.p.hint_max_words and set(tokens) <= self.greeting_words
+        if final and short_greeting and self.in_greeting:  # voice after t cancels it (_voiced)
+            self.greeting_heard = True
+            if self.silence_ms >= self.p.hint_silence_ms:
+                return self._verdict(("human", "HUMAN"), t)
+        return None
 
     def _silent(self, step: float) -> tuple[str, str] | None:
         p = self.p
-        self._silence_ms += step
-        if self._silence_ms >= p.between_words_silence:
-            self._in_word = False
-            self._word_ms = 0.0
-        if self._in_initial_silence and self._silence_ms >= p.initial_silence:
+        self.silence_ms += step
+        if self.silence_ms >= p.between_words_silence:
+            self.in_word = False
+            self.word_ms = 0.0
+        if self.in_initial_silence and self.silence_ms >= p.initial_silence:
             return p.initial_silence_result, "INITIALSILENCE"
-        if self._in_greeting and self._silence_ms >= p.after_greeting_silence:
+        if self.in_greeting and self.silence_ms >= p.after_greeting_silence:
             return "human", "HUMAN"
-        if self._in_greeting and self._greeting_heard and self._silence_ms >= p.hint_silence_ms:
+        if self.in_greeting and self.greeting_heard and self.silence_ms >= p.hint_silence_ms:
             return "human", "HUMAN"
         return None
 
     def _voiced(self, step: float) -> tuple[str, str] | None:
         p = self.p
-        self._word_ms += step
-        self._voice_ms += step
-        if self._word_ms >= p.min_word_length and not self._in_word:
-            self._words += 1
-            self._in_word = True
-            self._greeting_heard = False  # more talk: the greeting was not followed by silence
-            if self._words == 1:
-                onset_ms = self._elapsed_ms - self._word_ms
-                self._late_talker = 0 < p.late_onset_ms <= onset_ms
-        if self._word_ms >= p.maximum_word_length:
+        self.word_ms += step
+        self.voice_ms += step
+        if self.word_ms >= p.min_word_length:
+            self.word_end = self.now
+            self.greeting_heard = False  # more talk: the greeting was not followed by silence
+            if not self.in_word:
+                self.words += 1
+                self.in_word = True
+                if self.words == 1:
+                    onset_ms = self.elapsed_ms - self.word_ms
+                    self.late_talker = 0 < p.late_onset_ms <= onset_ms
+        if self.word_ms >= p.maximum_word_length:
             return "machine", "MAXWORDLENGTH"
-        if self._late_talker:
+        if self.late_talker:
             pass  # talk or length alone does not make a late talker a machine: pauses, phrases, TOOLONG decide
-        elif self._words >= p.maximum_number_of_words:
+        elif self.words >= p.maximum_number_of_words:
             return "machine", "MAXWORDS"
-        elif self._in_greeting and self._voice_ms >= p.greeting:
+        elif self.in_greeting and self.voice_ms >= p.greeting:
             return "machine", "LONGGREETING"
-        if self._word_ms >= p.min_word_length:
-            self._silence_ms = 0.0
-            self._in_initial_silence = False
-            self._in_greeting = True
+        if self.word_ms >= p.min_word_length:
+            self.silence_ms = 0.0
+            self.in_initial_silence = False
+            self.in_greeting = True
         return None
 
-    def _decide(self, decided: tuple[str, str] | None, t: float) -> list[Amd]:
-        if decided is None:
+    def _verdict(self, decided: tuple[str, str] | None, t: float) -> Verdict | None:
+        return None if decided is None else (*decided, t, min(self.word_end, t))
+
+
+class AmdDetector:
+    """mod_amd's decision rules (Asterisk app_amd semantics) over VAD frames, plus transcript hints.
+
+    The first rule that fires decides, and the verdict is sent once; after that every input
+    returns ``[]``. Where we differ from mod_amd, each by a setting: INITIALSILENCE gives
+    ``initial_silence_result`` (notsure, not machine: people who pick up and wait are common), and
+    a first word after ``late_onset_ms`` is taken as a possible reply to the robot's first prompt,
+    so MAXWORDS and LONGGREETING do not apply to it (a greeting machine starts at once; a person
+    answering our prompt talks at length).
+
+    Transcript hints are dated by the audio they describe (the transcript's ``t``: a final's end
+    of speech, a partial's end of audio), never by when the decode came back: a hint about audio
+    already behind us is applied where that audio was, replaying the rules over the frames since
+    (they are kept until the verdict, at most ``total_analysis_time`` plus ``hint_wait_ms``). When
+    STT runs on the stream (``AmdParams.transcripts``), a verdict is held until a transcript covers
+    the last word before it, or ``hint_wait_ms`` of stream time has passed, so the result and its
+    time do not depend on how long decoding took.
+    """
+
+    def __init__(self, params: AmdParams) -> None:
+        self.p = params.settings
+        self.decision: Amd | None = None
+        self._wait_s = self.p.hint_wait_ms / 1000 if params.transcripts else 0.0
+        self._phrases = tuple(normalise(p) for p in self.p.voicemail_phrases)
+        self._greeting_words = frozenset(normalise(w) for w in self.p.greeting_words)
+        self._rules = self._new_rules()
+        self._frames: list[tuple[float, float, bool]] = []  # (end_t, ms, voiced) until the verdict is sent
+        self._hints: list[tuple[float, int, str, bool]] = []  # (t, arrival, text, final), in stream order
+        self._verdict: Verdict | None = None  # decided, not sent yet
+        self._heard_until = float("-inf")  # the audio the transcripts so far have covered
+
+    def _new_rules(self) -> _Rules:
+        return _Rules(self.p, self._phrases, self._greeting_words)
+
+    def feed(self, verdict: VoicedFrame) -> list[Amd]:
+        """Advance by one frame's verdict; returns ``[Amd]`` when the verdict is due."""
+        if self.decision is not None or not self.p.enabled:
             return []
-        result, cause = decided
-        self.decision = Amd(t=round(t, 3), result=result, cause=cause, decided_at_s=round(t, 3))
+        frame = verdict.frame
+        self._frames.append((frame.end_t, frame.duration_ms, verdict.voiced))
+        if self._verdict is None:
+            self._verdict = self._rules.frame(frame.end_t, frame.duration_ms, verdict.voiced)
+        return self._release()
+
+    def on_transcript(self, text: str, t: float, final: bool) -> list[Amd]:
+        """A partial or final from STT about the audio up to stream time ``t`` (the event's own ``t``)."""
+        if self.decision is not None or not self.p.enabled:
+            return []
+        now = self._frames[-1][0] if self._frames else 0.0
+        t = min(t, now)  # a transcript cannot describe audio the AMD has not seen
+        self._heard_until = max(self._heard_until, t)
+        hint = (t, len(self._hints), text, final)
+        if t >= now or not self._frames:
+            self._hints.append(hint)
+            if self._verdict is None:
+                self._verdict = self._rules.hint(text, t, final)
+        else:
+            bisect.insort(self._hints, hint)
+            self._verdict = self._replay()
+        return self._release()
+
+    def flush(self) -> list[Amd]:
+        """End of stream: a verdict still waiting for transcripts is due now."""
+        if self.decision is not None or self._verdict is None:
+            return []
+        return self._send(self._verdict)
+
+    def _replay(self) -> Verdict | None:
+        """The rules over every frame and hint so far, in stream order (a hint after the frames that end by its t)."""
+        rules = self._new_rules()
+        self._rules = rules
+        hints = iter(self._hints)
+        pending = next(hints, None)
+        for end_t, step, voiced in self._frames:
+            while pending is not None and pending[0] < end_t:
+                if (out := rules.hint(pending[2], pending[0], pending[3])) is not None:
+                    return out
+                pending = next(hints, None)
+            if (out := rules.frame(end_t, step, voiced)) is not None:
+                return out
+        while pending is not None:
+            if (out := rules.hint(pending[2], pending[0], pending[3])) is not None:
+                return out
+            pending = next(hints, None)
+        return None
+
+    def _release(self) -> list[Amd]:
+        if self._verdict is None:
+            return []
+        _result, _cause, at, last_word = self._verdict
+        now = self._frames[-1][0] if self._frames else at
+        unheard = self._heard_until < last_word - 1e-6
+        if self._wait_s and unheard and now < at + self._wait_s - 1e-6:
+            return []  # a transcript of the speech before the verdict may still change it
+        return self._send(self._verdict)
+
+    def _send(self, verdict: Verdict) -> list[Amd]:
+        result, cause, at, _ = verdict
+        self.decision = Amd(t=round(at, 3), result=result, cause=cause, decided_at_s=round(at, 3))
+        self._frames.clear()
+        self._hints.clear()
         return [self.decision]

@@ -14,7 +14,6 @@ Load policy, per stream:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Literal
@@ -24,12 +23,10 @@ import numpy as np
 from callbot.events import Final, Partial
 from callbot.audio_server.pipeline.segments import SegmentAudio, SegmentClosed, SegmentItem, SegmentOpened
 from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text
-from callbot.config import SttSettings
+from callbot.config import MAX_SEGMENT_S, SttSettings
 
 JobKind = Literal["partial", "final"]
 
-PROMPT_MESSAGE_TYPE = "prompt"
-MAX_SEGMENT_S = 28.0  # a piece plus margin must fit Whisper's 30 s window
 
 
 @dataclass(frozen=True, eq=False)
@@ -314,18 +311,3 @@ class SegmentTranscriber:
             if final is not None:
                 out.events.append(final)
         return out
-
-
-def prompt_from_text_frame(text: str) -> str | None:
-    """The prompt text in a robot's ``send_text`` frame ``{"type":"prompt","text":"..."}``, else None.
-
-    The robot must send it single-quoted or space-free (wire facts 1.1: unquoted text is cut at
-    the first space), so a frame that is not such JSON is simply not a prompt.
-    """
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(data, dict) and data.get("type") == PROMPT_MESSAGE_TYPE and isinstance(data.get("text"), str):
-        return data["text"]
-    return None
