@@ -55,16 +55,18 @@ def audio_server(obj: CliContext, host: str | None, port: int | None, token: str
 @click.option("--min-speech-ms", type=int, default=None, help="Barge-in threshold for this stream.")
 @click.option("--bridge-ms", type=int, default=None, help="Gaps bridged within one utterance.")
 @click.option("--token", default=None, help="Sent as ?token=.")
+@click.option("--replay", is_flag=True, help="Mark the stream replay=1: faster than real time, up to the server's "
+                                             "audio_server.replay_max_speed (it checks the token).")
 @click.option("--linger", type=float, default=2.0, show_default=True,
               help="Seconds to wait for events after the last audio.")
 def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, seed: int,
-           min_speech_ms: int | None, bridge_ms: int | None, token: str | None, linger: float) -> None:
+           min_speech_ms: int | None, bridge_ms: int | None, token: str | None, replay: bool, linger: float) -> None:
     """Stream WAV (mono, or L = callee) as mod_audio_stream would; print each event as a JSON line."""
     from callbot.audio_server.stream_client import read_wav, stream_pcm
     from callbot.stream import StreamQuery, stream_url
 
     samples, rate = read_wav(wav)
-    query = StreamQuery(rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token)
+    query = StreamQuery(rate=rate, min_speech_ms=min_speech_ms, bridge_ms=bridge_ms, token=token, replay=replay)
     try:
         target = stream_url(url, call or str(uuid.uuid4()), query)
     except ValueError as exc:

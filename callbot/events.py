@@ -104,7 +104,12 @@ class Beep(AudioEvent):
 
 @dataclass(frozen=True)
 class Error(AudioEvent):
-    """The stream failed or rejected input; ``code`` is stable, ``message`` is for people."""
+    """The stream failed or rejected input; ``code`` is stable, ``message`` is for people.
+
+    Codes that close the stream: ``idle_timeout``, ``rate_limited`` (audio too far ahead of real
+    time), ``message_too_large``, ``too_many_streams``, ``internal_error``. Codes after which it
+    goes on: ``bad_marker`` (a playback marker refused), ``stt_language_unsupported``.
+    """
 
     type: ClassVar[str] = "error"
     code: str

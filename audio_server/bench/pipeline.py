@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from callbot.audio_format import frame_bytes
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_client import read_wav
 from callbot.audio_server.stream_params import StreamParams
@@ -22,7 +23,7 @@ def _run_once(samples_bytes: bytes, rate: int, settings: Settings) -> tuple[int,
     """Frames processed, CPU seconds, and events produced for one stream in 20 ms messages."""
     params = dataclasses.replace(StreamParams.defaults(str(uuid.uuid4()), settings), rate=rate)
     pipeline = StreamPipeline(params, settings)
-    step = rate // 50 * 2
+    step = frame_bytes(rate)
     frames = events = 0
     start = time.process_time()
     for i in range(0, len(samples_bytes), step):

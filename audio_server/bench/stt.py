@@ -22,6 +22,7 @@ from callbot.events import AudioEvent, BargeIn, Final, Partial
 from callbot.audio_server.metrics import SttMetrics
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.pipeline.segments import SegmentClosed, SegmentOpened
+from callbot.audio_format import frame_samples
 from callbot.audio_server.stream_params import StreamParams
 from callbot.audio_server.stt.engine import SttEngine
 from callbot.audio_server.stt.shell import StreamTranscription
@@ -30,7 +31,6 @@ from callbot.resources import demo_calls_dir
 
 FIXTURES = demo_calls_dir()
 BENCH_FIXTURES = ("long_reply", "two_short", "backchannel", "short_yes", "pauses_2500ms")
-MESSAGE_MS = 20
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ async def drive_stream(
     if engine is not None:
         transcription = StreamTranscription.open(engine, rate, call, lambda e: run.events.append((now(), e)))
     audio = np.concatenate([f.samples for f in fixtures])
-    step = rate * MESSAGE_MS // 1000
+    step = frame_samples(rate)
     started = run.started = now()
     for i in range(0, len(audio), step):
         if speed is not None:
