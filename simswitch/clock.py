@@ -1,55 +1,86 @@
-"""The emulator's clock: real time, or virtual time running ``speed`` times faster than the wall."""
+"""The emulator's clock: real time, or virtual time running ``speed`` times faster than the wall,
+that an orchestrator can hold (stop) while something outside the call's time runs."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from datetime import datetime, timezone
+from typing import Iterator
 
 MEDIA_TICK_S = 0.020  # one media frame (ptime 20), the unit of all media work
 HELD_POLL_S = 0.002  # while the clock is held, sleepers look again this often (wall seconds)
 
 
-class SimClock:
-    """Virtual seconds since start = wall seconds elapsed x speed.
+def epoch_of(instant: str) -> float:
+    """``--start``: an ISO-8601 instant as epoch seconds (without a zone it is UTC)."""
+    try:
+        when = datetime.fromisoformat(instant.strip())
+    except ValueError:
+        raise ValueError(f"start {instant!r} is not an ISO-8601 instant (e.g. 2026-03-02T08:00:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
 
-    Event timestamps use a *virtual epoch* (the wall epoch at start plus virtual seconds), so
-    differences between Event-Date-Timestamp values are call-time differences at any speed.
+
+class SimClock:
+    """Virtual seconds since start = wall seconds elapsed, less the wall time spent held, x speed.
+
+    Event timestamps use a *virtual epoch*: ``start_epoch_s`` (default: the wall epoch when the
+    clock was made) plus virtual seconds, so differences between Event-Date-Timestamp values are
+    call-time differences at any speed, and a campaign can run from a chosen instant.
+
+    ``hold()``/``release()`` (any thread, re-entrant) stop virtual time: a replay holds it while
+    the audio server decodes, so that a decode takes no call time and speed changes no decision.
+    While held, ``now()`` stays put and no media tick runs; after the last release time goes on
+    from where it stopped, with no jump.
     """
 
-    def __init__(self, speed: float = 1.0) -> None:
+    def __init__(self, speed: float = 1.0, start_epoch_s: float | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"clock speed must be > 0, got {speed!r}")
         self.speed = float(speed)
         self._t0 = time.monotonic()
-        self._epoch0_us = int(time.time() * 1_000_000)
+        self._epoch0_us = int(round((time.time() if start_epoch_s is None else start_epoch_s) * 1_000_000))
         self._lock = threading.Lock()
         self._holds = 0
-        self._held_since: float | None = None  # wall time the current hold began
-        self._held_wall = 0.0  # wall seconds spent held so far: virtual time did not pass in them
+        # (wall time the current hold began or None, wall seconds held before it): one tuple, swapped
+        # whole, so that a reader in another thread never sees half of a release
+        self._held: tuple[float | None, float] = (None, 0.0)
 
     def now(self) -> float:
         """Virtual seconds since the clock started (frozen while held)."""
-        wall = self._held_since if self._held_since is not None else time.monotonic()
-        return (wall - self._t0 - self._held_wall) * self.speed
+        since, held_wall = self._held
+        wall = since if since is not None else time.monotonic()
+        return (wall - self._t0 - held_wall) * self.speed
 
     def hold(self) -> None:
-        """Stop virtual time (re-entrant, any thread): a replay holds it while a decode is running, so
-        that the decode takes no call time at any speed and speed never changes what happens."""
+        """Stop virtual time until the matching :meth:`release` (re-entrant: a count)."""
         with self._lock:
             self._holds += 1
             if self._holds == 1:
-                self._held_since = time.monotonic()
+                self._held = (time.monotonic(), self._held[1])
 
     def release(self) -> None:
-        """Undo one :meth:`hold`; time goes on from where it stopped, with no jump."""
+        """Undo one :meth:`hold`; after the last one, time goes on from where it stopped."""
         with self._lock:
             if self._holds == 0:
                 raise RuntimeError("SimClock.release() without a hold")
             self._holds -= 1
-            if self._holds == 0 and self._held_since is not None:
-                self._held_wall += time.monotonic() - self._held_since
-                self._held_since = None
+            since, held_wall = self._held
+            if self._holds == 0 and since is not None:
+                self._held = (None, held_wall + time.monotonic() - since)
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """``with clock.holding(): ...``: held for the block."""
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
 
     @property
     def held(self) -> bool:
@@ -69,8 +100,10 @@ class SimClock:
         """Sleep until the virtual deadline; absolute, so repeated use never drifts.
 
         Always yields to the loop, even when the deadline has passed, so a late media tick
-        catching up never starves the sockets."""
+        catching up never starves the sockets; a hold that began meanwhile keeps it asleep."""
         await asyncio.sleep(self.wall_delay(virtual_t))
+        while self.now() < virtual_t - 1e-9:
+            await asyncio.sleep(self.wall_delay(virtual_t))
 
     async def sleep(self, virtual_s: float) -> None:
         """Sleep for a virtual duration."""

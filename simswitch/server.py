@@ -13,10 +13,12 @@ from callbot.config import SimSwitchSettings
 from callbot.esl.protocol import EslEvent
 from callbot.resources import demo_calls_dir
 
+from callbot.simswitch.calls.cdr_file import CdrFile
 from callbot.simswitch.calls.channel import Channel
+from callbot.simswitch.calls.directory import CalleeDirectory
 from callbot.simswitch.calls.registry import CallRegistry
 from callbot.simswitch.calls.truth import CallTruth
-from callbot.simswitch.clock import MEDIA_TICK_S, SimClock
+from callbot.simswitch.clock import MEDIA_TICK_S, SimClock, epoch_of
 from callbot.simswitch.esl.api_commands import ApiCommands
 from callbot.simswitch.esl.event_factory import EventFactory, SwitchIdentity
 from callbot.simswitch.esl.server import RUDE_REJECTION, EslConnection
@@ -26,6 +28,12 @@ log = logging.getLogger(__name__)
 DEFAULT_FIXTURES = demo_calls_dir()
 
 
+def _unlisted(settings: SimSwitchSettings, name: str, given: Any) -> Any:
+    """A setting that belongs in ``[simswitch]`` (callees, cdr, start) but callbot/config.py lacks yet:
+    the keyword argument, else the settings' field once it exists, else None."""
+    return given if given is not None else getattr(settings, name, None)
+
+
 class SimSwitch:
     """A FreeSWITCH + mod_audio_stream emulator on 127.0.0.1: the one place that composes its parts.
 
@@ -33,12 +41,15 @@ class SimSwitch:
     ``host.SwitchHost``.
 
     Keyword arguments override the settings section; without settings, ``esl_port`` defaults to
-    0 (a free port, read ``.esl_port`` after ``start()``).
+    0 (a free port, read ``.esl_port`` after ``start()``). For campaigns (DESIGN section 8):
+    ``callees`` a CSV of number → callee, ``cdr`` a JSONL file to append call records to, ``start``
+    the ISO-8601 instant where the virtual epoch begins. Bad values raise ValueError.
     """
 
     def __init__(self, settings: SimSwitchSettings | None = None, *, speed: float | None = None,
                  esl_port: int | None = None, password: str | None = None,
-                 fixtures_dir: str | Path | None = None) -> None:
+                 fixtures_dir: str | Path | None = None, callees: str | Path | None = None,
+                 cdr: str | Path | None = None, start: str | None = None) -> None:
         base = settings or SimSwitchSettings(esl_port=0)
         overrides: dict[str, Any] = {k: v for k, v in (("speed", speed), ("esl_port", esl_port),
                                                          ("password", password)) if v is not None}
@@ -52,12 +63,18 @@ class SimSwitch:
             log.warning("simswitch listening beyond loopback", extra={"host": self.settings.esl_host})
         fx = self.settings.fixtures_dir
         self.fixtures_dir: Path | None = Path(fx) if fx else (DEFAULT_FIXTURES if DEFAULT_FIXTURES.is_dir() else None)
-        self.clock = SimClock(self.settings.speed)
+        start = _unlisted(self.settings, "start", start)
+        self.clock = SimClock(self.settings.speed, epoch_of(start) if start else None)
         self.events = EventFactory(self.clock, SwitchIdentity(
             core_uuid=str(uuidlib.uuid4()), hostname=self.settings.hostname))
         self._has_calls = asyncio.Event()  # the media tick sleeps while there is no call
         self.registry = CallRegistry(self.settings.max_finished_calls, on_add=self._has_calls.set)
-        self.api = ApiCommands(self, self.registry, self.fixtures_dir)
+        callees = _unlisted(self.settings, "callees", callees)
+        directory = (CalleeDirectory.with_callees_file(callees, self.fixtures_dir, self.settings.answer_delay_ms)
+                     if callees else CalleeDirectory(self.fixtures_dir, self.settings.answer_delay_ms))
+        cdr = _unlisted(self.settings, "cdr", cdr)
+        self.cdr = CdrFile(cdr) if cdr else None
+        self.api = ApiCommands(self, self.registry, directory, self.cdr)
         self.connections: set[EslConnection] = set()
         self.esl_port = 0
         self.max_tick_lag_s = 0.0  # worst lateness of the media tick (virtual s): > 0.02 means catch-up
@@ -80,8 +97,6 @@ class SimSwitch:
 
     async def start(self) -> None:
         """Bind the ESL port (0 = a free one) and start the media tick."""
-        self.clock = SimClock(self.settings.speed)
-        self.events.clock = self.clock
         self._server = await asyncio.start_server(self._accept, self.settings.esl_host, self.settings.esl_port)
         self.esl_port = self._server.sockets[0].getsockname()[1]
         self._ticker = asyncio.create_task(self._tick_loop())
@@ -89,9 +104,13 @@ class SimSwitch:
                                                 "speed": self.settings.speed})
 
     async def stop(self) -> None:
-        """Close the listener, every connection and every stream; calls are hung up."""
+        """Close the listener, every connection and every stream; calls are hung up (their CDR lines
+        are written first, with ``ended_at`` null: they were still up)."""
         if self._server is not None:
             self._server.close()
+        if self.cdr is not None:
+            for ch in self.live.values():
+                self.cdr.ended(ch.uuid, answered=ch.answered_tick is not None, cause=None, ended_us=None)
         for ch in list(self.live.values()):
             ch.hangup("MANAGER_REQUEST", "shutdown")
             ch.finish_hangup()
@@ -108,6 +127,8 @@ class SimSwitch:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
+        if self.cdr is not None:
+            self.cdr.close()
 
     async def __aenter__(self) -> "SimSwitch":
         await self.start()
@@ -154,7 +175,10 @@ class SimSwitch:
     # ---- calls ------------------------------------------------------------------------------
 
     def on_channel_gone(self, uuid: str) -> None:
-        self.registry.gone(uuid)
+        channel = self.registry.gone(uuid)
+        if self.cdr is not None and channel is not None:
+            self.cdr.ended(uuid, answered=channel.answered_tick is not None, cause=channel.hangup_cause,
+                           ended_us=channel.hangup_us)
         for conn in list(self.connections):
             conn.on_channel_gone(uuid)
 

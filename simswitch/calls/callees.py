@@ -14,7 +14,10 @@ Options, as channel variables in ``{}`` (``sim_<name>=...``) or as a query suffi
 - ``reject=<CAUSE>``: rings for ``answer_delay_ms``, then fails with that cause;
 - ``hangup_after_s``: the callee hangs up at this call time;
 - ``hangup_at_end=true``: the callee hangs up when the WAV ends;
-- ``hangup_cause``: cause of a callee hangup (default NORMAL_CLEARING).
+- ``hangup_cause``: cause of a callee hangup (default NORMAL_CLEARING);
+- ``dtmf=<digits>@<seconds>[;…]``: the callee presses keys, e.g. ``dtmf=9@4.5`` or ``dtmf=12@3;#@8``.
+  The switch receives each digit (RFC 2833, a DTMF event) at that call time; further digits of a
+  group follow ``DTMF_SPACING_S`` apart.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 _CAUSE = re.compile(r"^[A-Za-z_]{2,40}$")
-_OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause")
+_OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause", "dtmf")
+DTMF_DIGITS = "0123456789*#ABCD"
+DTMF_SPACING_S = 0.3  # between the digits of one group: a 250 ms tone and a 50 ms gap
 
 
 class DialError(ValueError):
@@ -49,6 +54,7 @@ class CalleeSpec:
     hangup_after_s: float | None = None
     hangup_at_end: bool = False
     hangup_cause: str = "NORMAL_CLEARING"
+    dtmf: tuple[tuple[float, str], ...] = ()  # (call time, digit), in time order
 
 
 def _bool(value: str, name: str) -> bool:
@@ -74,6 +80,19 @@ def _number(value: str, name: str) -> float:
     if not 0 <= x <= 86400:
         raise DialError("INVALID_URL", f"option {name}={value!r} is out of range 0..86400")
     return x
+
+
+def _dtmf(value: str) -> tuple[tuple[float, str], ...]:
+    keys: list[tuple[float, str]] = []
+    for group in filter(None, (g.strip() for g in value.split(";"))):
+        digits, at, when = group.partition("@")
+        digits = digits.strip().upper()
+        if not at or not digits or any(d not in DTMF_DIGITS for d in digits):
+            raise DialError("INVALID_URL", f"option dtmf={value!r}: write <digits>@<seconds>[;…] with digits "
+                                           f"from {DTMF_DIGITS}, e.g. dtmf=9@4.5;12@7")
+        t = _number(when.strip(), "dtmf")
+        keys += [(round(t + i * DTMF_SPACING_S, 6), d) for i, d in enumerate(digits)]
+    return tuple(sorted(keys))
 
 
 def resolve_fixture(name: str, fixtures_dir: Path | None) -> Path:
@@ -117,4 +136,5 @@ def parse_dial(dial: str, variables: dict[str, str], fixtures_dir: Path | None,
         hangup_after_s=_number(opts["hangup_after_s"], "hangup_after_s") if "hangup_after_s" in opts else None,
         hangup_at_end=_bool(opts.get("hangup_at_end", "false"), "hangup_at_end"),
         hangup_cause=_cause(opts.get("hangup_cause", "NORMAL_CLEARING"), "hangup_cause"),
+        dtmf=_dtmf(opts.get("dtmf", "")),
     )

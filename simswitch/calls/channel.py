@@ -3,8 +3,9 @@
 All timing is on the switch's global media tick grid (virtual time ``n x 20 ms``): the answer
 happens on a tick, so call time 0 is a tick and the callee's sample ``k x 20 ms x rate`` goes out
 on call tick ``k``. Every tick does, in order: deliver server text frames that arrived since the
-previous tick (``::json``/``::play``), advance the prompt queue (a ``uuid_break`` ends the file
-here, on the next frame after it arrived), then capture and send this tick's audio.
+previous tick (``::json``/``::play``), the callee's DTMF digits that are due (a playback
+terminator, ``*`` by default, breaks the prompt), advance the prompt queue (a ``uuid_break`` ends
+the file here, on the next frame after it arrived), then capture and send this tick's audio.
 
 The A leg parks ``PARK_DELAY_S`` after the answer (after the originate's BACKGROUND_JOB, as
 captured); a ``uuid_broadcast`` that arrives before CHANNEL_PARK is lost, as on the real switch
@@ -34,6 +35,7 @@ from callbot.simswitch.media.ws_frames import WsUrl
 
 log = logging.getLogger(__name__)
 
+DTMF_DURATION = 2000  # samples at 8 kHz reported in DTMF-Duration (SWITCH_DEFAULT_DTMF_DURATION)
 PARK_DELAY_S = 0.003  # CHANNEL_ANSWER to CHANNEL_PARK (captured: 0-3 ms, a client's reply to a command sent on ANSWER in between)
 
 Q850 = {"NORMAL_CLEARING": "16", "USER_BUSY": "17", "NO_USER_RESPONSE": "18", "NO_ANSWER": "19",
@@ -65,6 +67,7 @@ class Channel:
         self.hungup = False
         self.teardown_pending = False
         self.parked = False
+        self._dtmf_sent = 0  # how many of spec.dtmf went out
         self._stream_at_park: tuple[WsUrl, str, int, str | None] | None = None  # started between answer and park
         self.application = ""
         self.application_data = ""
@@ -255,6 +258,8 @@ class Channel:
                 self.record("stream_text", vt, text=text, arrived_t=self.truth.call_time(arrived),
                             delivered_t=self.truth.call_time(vt), subclass=sub)
         callee_sends = bool(self.prompts.queue) and self.callee_sends(k)
+        if self.parked:
+            self._send_dtmf(k * MEDIA_TICK_S, vt)
         for kind, prompt in self.prompts.tick(vt, callee_sends):
             getattr(self, f"_prompt_{kind}")(prompt, vt)
         if stream is None or not stream.bug_attached:
@@ -285,6 +290,22 @@ class Channel:
                                                                                      "error": str(exc)})
             self._pcm[rate] = pcm
         return pcm
+
+    def _send_dtmf(self, t: float, vt: float) -> None:
+        """The callee's digits due by call time ``t``: one DTMF event each (switch_channel_dequeue_dtmf);
+        a playback terminator (``playback_terminators``, default ``*``) breaks the playing prompt."""
+        keys = self.spec.dtmf
+        while self._dtmf_sent < len(keys) and keys[self._dtmf_sent][0] <= t + 1e-9:
+            digit = keys[self._dtmf_sent][1]
+            self._dtmf_sent += 1
+            self.fire("DTMF", post=[("DTMF-Digit", digit), ("DTMF-Duration", str(DTMF_DURATION)),
+                                    ("DTMF-Source", "RTP")], vt=vt)
+            self.record("dtmf", vt, digit=digit)
+            terminators = self.variables.get("playback_terminators", "*")
+            terminators = {"any": "1234567890*#", "none": ""}.get(terminators.lower(), terminators)
+            if self.prompts.current is not None and digit in terminators:
+                self.variables["playback_terminator_used"] = digit
+                self.prompts.request_break(False, vt)
 
     def callee_sends(self, k: int) -> bool:
         """Does the callee send a frame on call tick ``k``? Yes while its WAV lasts; after it, nothing."""

@@ -10,11 +10,12 @@ import json
 import logging
 import re
 import uuid as uuidlib
-from pathlib import Path
 from typing import Awaitable, Callable
 
-from callbot.simswitch.calls.callees import DialError, parse_dial
+from callbot.simswitch.calls.callees import DialError
+from callbot.simswitch.calls.cdr_file import CdrFile, Originate
 from callbot.simswitch.calls.channel import Q850, Channel
+from callbot.simswitch.calls.directory import CalleeDirectory, dialled_number
 from callbot.simswitch.calls.registry import CallRegistry
 from callbot.simswitch.esl.argsplit import split_args
 from callbot.simswitch.host import SwitchHost
@@ -48,26 +49,50 @@ def parse_originate_vars(text: str) -> dict[str, str]:
     return out
 
 
-def _closing_brace(text: str) -> int:
-    """Index of the ``}`` that ends a leading ``{vars}`` block, nesting counted (switch_find_end_paren)."""
+def _closing(text: str, opening: str, closing: str) -> int:
+    """Index of the bracket that ends a leading ``{vars}``/``[vars]`` block, nesting counted (switch_find_end_paren)."""
     depth = 0
     for i, ch in enumerate(text):
-        if ch == "{":
+        if ch == opening:
             depth += 1
-        elif ch == "}":
+        elif ch == closing:
             depth -= 1
             if depth == 0:
                 return i
     return -1
 
 
+def leg_variables(url: str) -> tuple[dict[str, str], str | None]:
+    """The ``{…}`` (originate) and ``[…]`` (leg) variables before an endpoint, and the endpoint
+    (None when a block is not closed)."""
+    variables: dict[str, str] = {}
+    for opening, closing in (("{", "}"), ("[", "]")):
+        while url.startswith(opening):
+            end = _closing(url, opening, closing)
+            if end == -1:
+                return variables, None
+            variables.update(parse_originate_vars(url[1:end]))
+            url = url[end + 1:]
+    return variables, url
+
+
+class _Refused(Exception):
+    """An originate fails at once, without a channel: the reply, and its cause for the CDR."""
+
+    def __init__(self, reply: str, cause: str | None) -> None:
+        super().__init__(reply)
+        self.reply, self.cause = reply, cause
+
+
 class ApiCommands:
     """Dispatch ``<cmd> <args>`` to a handler; every handler is async and returns the body."""
 
-    def __init__(self, switch: SwitchHost, registry: CallRegistry, fixtures_dir: Path | None) -> None:
+    def __init__(self, switch: SwitchHost, registry: CallRegistry, directory: CalleeDirectory,
+                 cdr: CdrFile | None = None) -> None:
         self.switch = switch
         self.registry = registry
-        self.fixtures_dir = fixtures_dir
+        self.directory = directory
+        self.cdr = cdr
         self.handlers: dict[str, Callable[[str], Awaitable[str]]] = {
             "status": self.status, "version": self.version, "module_exists": self.module_exists,
             "originate": self.originate, "uuid_broadcast": self.uuid_broadcast, "uuid_break": self.uuid_break,
@@ -118,43 +143,55 @@ class ApiCommands:
     # ---- originate --------------------------------------------------------------------------
 
     async def originate(self, args: str) -> str:
+        """Place a call; the reply waits for its answer or failure. Every originate gets a CDR line."""
         argv = split_args(args, 7)
+        url = argv[0] if argv else ""
+        variables, endpoint = leg_variables(url)
+        call = Originate(uuid=variables.get("origination_uuid") or str(uuidlib.uuid4()), dial_string=url,
+                         number=dialled_number(url), received_us=self.switch.clock.epoch_us())
+        try:
+            channel = self._channel_for(argv, variables, endpoint, call.uuid)
+        except _Refused as refused:
+            if self.cdr is not None:
+                self.cdr.failed(call, refused.cause)
+            return refused.reply
+        if self.cdr is not None:
+            self.cdr.opened(call)
+        self.registry.add(channel)
+        channel.start()
+        return await channel.result
+
+    def _channel_for(self, argv: list[str], variables: dict[str, str], endpoint: str | None,
+                     uuid: str) -> Channel:
+        """The new leg of an originate, or _Refused with FreeSWITCH's reply."""
         if len(argv) < 2:
-            return ORIGINATE_USAGE
-        url, app = argv[0], argv[1]
-        variables: dict[str, str] = {}
-        if url.startswith("{"):
-            end = _closing_brace(url)
-            if end == -1:
-                return "-ERR INVALID_URL\n"
-            variables, url = parse_originate_vars(url[1:end]), url[end + 1:]
+            raise _Refused(ORIGINATE_USAGE, None)
+        if endpoint is None:
+            raise _Refused("-ERR INVALID_URL\n", "INVALID_URL")
+        app = argv[1]
         s, r = self.switch, self.registry
         try:
-            spec = parse_dial(url, variables, self.fixtures_dir, s.settings.answer_delay_ms)
+            spec = self.directory.resolve(endpoint, variables)
         except DialError as exc:
-            log.warning("originate refused", extra={"dial": url, "reason": str(exc)})
-            return f"-ERR {exc.cause}\n"
+            log.warning("originate refused", extra={"dial": argv[0], "reason": str(exc)})
+            raise _Refused(f"-ERR {exc.cause}\n", exc.cause) from None
         if spec.fail_cause:
-            return f"-ERR {spec.fail_cause}\n"
+            raise _Refused(f"-ERR {spec.fail_cause}\n", spec.fail_cause)
         if app not in ("&park()", "&park", "park"):
             log.warning("only &park() is emulated", extra={"app": app})
-            return "-ERR DESTINATION_OUT_OF_ORDER\n"
-        uuid = variables.get("origination_uuid") or str(uuidlib.uuid4())
+            raise _Refused("-ERR DESTINATION_OUT_OF_ORDER\n", "DESTINATION_OUT_OF_ORDER")
         if not _ID.match(uuid) or uuid in r.calls:
             log.warning("bad or duplicate origination_uuid", extra={"uuid": uuid[:80]})
-            return "-ERR NORMAL_TEMPORARY_FAILURE\n"
+            raise _Refused("-ERR NORMAL_TEMPORARY_FAILURE\n", "NORMAL_TEMPORARY_FAILURE")
         if len(r.live) >= s.settings.max_calls:
-            return "-ERR SWITCH_CONGESTION\n"
+            raise _Refused("-ERR SWITCH_CONGESTION\n", "SWITCH_CONGESTION")
         timeout = 60.0
         if len(argv) >= 7 and argv[6].isdigit() and int(argv[6]) > 0:
             timeout = float(argv[6])
         ot = variables.get("originate_timeout", "")
         if ot.isdigit() and int(ot) > 0:
             timeout = float(ot)
-        channel = Channel(s, uuid, spec, variables, url, timeout, r.next_session_id())
-        r.add(channel)
-        channel.start()
-        return await channel.result
+        return Channel(s, uuid, spec, variables, endpoint, timeout, r.next_session_id())
 
     # ---- per call ---------------------------------------------------------------------------
 

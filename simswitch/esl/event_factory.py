@@ -55,6 +55,7 @@ CALLERS = {
     "CHANNEL_HANGUP_COMPLETE": ("switch_core_state_machine.c", "switch_core_session_reporting_state", 943),
     "CHANNEL_DESTROY": ("switch_core_session.c", "switch_core_session_perform_destroy", 1584),
     "CUSTOM": ("mod_audio_stream.c", "responseHandler", 16),
+    "DTMF": ("switch_channel.c", "switch_channel_dequeue_dtmf", 677),
     "API": ("switch_loadable_module.c", "switch_api_execute", 2954),
     "BACKGROUND_JOB": ("mod_event_socket.c", "api_exec", 1572),
 }
