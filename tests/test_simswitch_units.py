@@ -1,4 +1,4 @@
-"""Sans-I/O parts of simswitch: argument splitter, subscriptions/filters, WS framing, callees, clock."""
+"""Sans-I/O parts of simswitch: argument splitter, subscriptions/filters, WS framing, callees."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from callbot.esl.protocol import EslEvent
 from callbot.simswitch.esl.argsplit import split_args
 from callbot.simswitch.calls.callees import DialError, parse_dial
-from callbot.simswitch.clock import SimClock
 from callbot.simswitch.esl.subscriptions import Subscription
 from callbot.simswitch.media.ws_frames import (
     OP_BINARY, OP_CLOSE, OP_TEXT, WsError, WsFrameParser, encode_frame, extra_headers, handshake_ok,
@@ -147,16 +146,3 @@ def test_bad_dial_strings(dial, cause):
     with pytest.raises(DialError) as exc:
         parse_dial(dial, {}, FIXTURES, 200)
     assert exc.value.cause == cause
-
-
-# ---- clock -------------------------------------------------------------------------------------
-
-def test_clock_virtual_speed():
-    c = SimClock(speed=1000)
-    t0 = c.now()
-    import time
-    time.sleep(0.01)
-    assert c.now() - t0 >= 9.0
-    assert c.epoch_us(2.0) - c.epoch_us(1.0) == 1_000_000
-    with pytest.raises(ValueError):
-        SimClock(0)

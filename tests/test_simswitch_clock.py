@@ -1,0 +1,123 @@
+"""SimClock: the virtual epoch (--start), and hold()/release() for replays that wait on a decode."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid as uuidlib
+
+import pytest
+
+from callbot.simswitch import SimSwitch
+from callbot.simswitch.clock import SimClock, epoch_of
+from simswitch_testkit import RawEsl, named
+
+
+def test_clock_virtual_speed():
+    c = SimClock(speed=1000)
+    t0 = c.now()
+    time.sleep(0.01)
+    assert c.now() - t0 >= 9.0
+    assert c.epoch_us(2.0) - c.epoch_us(1.0) == 1_000_000
+    with pytest.raises(ValueError):
+        SimClock(0)
+
+
+def test_virtual_epoch_starts_at_start():
+    c = SimClock(speed=1000, start_epoch_s=epoch_of("2026-03-02T08:00:00Z"))
+    assert c.epoch_us(0) == 1_772_438_400_000_000
+    assert epoch_of("2026-03-02T09:00:00+01:00") == epoch_of("2026-03-02 08:00:00")  # no zone: UTC
+    with pytest.raises(ValueError, match="ISO-8601"):
+        epoch_of("tomorrow")
+
+
+def test_hold_freezes_now_and_release_goes_on_without_a_jump():
+    c = SimClock(speed=100)
+    c.hold()
+    frozen = c.now()
+    time.sleep(0.03)  # 3 virtual seconds if it ran
+    assert c.now() == frozen and c.held
+    c.release()
+    assert not c.held
+    assert 0 <= c.now() - frozen < 0.5  # from where it stopped, not 3 s later
+    time.sleep(0.01)
+    assert c.now() - frozen >= 0.9  # and it runs again
+
+
+def test_hold_is_a_count():
+    c = SimClock(speed=100)
+    c.hold()
+    c.hold()
+    frozen = c.now()
+    c.release()
+    time.sleep(0.01)
+    assert c.held and c.now() == frozen  # one hold is still on
+    c.release()
+    assert not c.held
+    with pytest.raises(RuntimeError, match="without a hold"):
+        c.release()
+    with c.holding():
+        assert c.held
+    assert not c.held
+
+
+def test_hold_and_release_from_many_threads_never_move_time_backwards():
+    c = SimClock(speed=1000)
+    stop = threading.Event()
+    seen: list[float] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            seen.append(c.now())
+
+    def holder() -> None:
+        for _ in range(300):
+            c.hold()
+            c.release()
+
+    threads = [threading.Thread(target=reader)] + [threading.Thread(target=holder) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join()
+    stop.set()
+    threads[0].join()
+    assert not c.held and len(seen) > 100
+    assert all(b >= a for a, b in zip(seen, seen[1:]))
+
+
+def test_sleep_until_waits_out_a_hold():
+    async def go():
+        c = SimClock(speed=10)
+        target = c.now() + 0.1  # 10 ms of wall time if nothing holds it
+        c.hold()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, c.release)
+        t0 = time.monotonic()
+        await c.sleep_until(target)
+        assert time.monotonic() - t0 >= 0.05  # not before the release
+        assert c.now() >= target
+    asyncio.run(go())
+
+
+def test_media_ticks_stop_while_the_clock_is_held():
+    """A callee that hangs up at 0.5 s of call time does so at 0.5 s of call time, however long a hold."""
+    async def go():
+        async with SimSwitch(speed=10) as sw:
+            c = await RawEsl.connect(sw.esl_port)
+            await c.command("event plain ALL")
+            uuid = str(uuidlib.uuid4())
+            await c.command(f"bgapi originate {{origination_uuid={uuid},sim_hangup_after_s=0.5}}fixture/short_yes &park()")
+            await c.wait_event(named("CHANNEL_ANSWER", uuid))
+            sw.clock.hold()
+            await asyncio.sleep(0.1)  # 1 s of call time, were it running
+            assert uuid in sw.live and not sw.live[uuid].hungup
+            sw.clock.release()
+            hangup = await c.wait_event(named("CHANNEL_HANGUP", uuid))
+            (h,) = sw.truth(uuid).of_kind("hangup")
+            assert h["t"] == 0.5
+            answer_us = sw.calls[uuid].answered_us
+            assert int(hangup["Event-Date-Timestamp"]) - answer_us == 500_000  # no jump in the timestamps
+            await c.close()
+    asyncio.run(asyncio.wait_for(go(), 30))
