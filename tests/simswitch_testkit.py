@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,13 @@ class RawEsl:
         self.pending: list[RawMessage] = []
         self.raw = bytearray()
         self.events: list[EslEvent] = []
+
+    @classmethod
+    async def listening(cls, port: int) -> "RawEsl":
+        """Connected, authenticated, and subscribed to every event (plain)."""
+        c = await cls.connect(port)
+        await c.command("event plain ALL")
+        return c
 
     @classmethod
     async def connect(cls, port: int, password: str | None = "ClueCon") -> "RawEsl":
@@ -78,6 +86,16 @@ class RawEsl:
                 if pred(e):
                     return e
                 self.events.append(e)
+
+    async def call(self, endpoint: str, variables: str = "", until: str | None = "CHANNEL_PARK") -> str:
+        """``bgapi originate`` with a fresh origination_uuid (``variables``: more ``a=b,…``); waits for the
+        ``until`` event of that call (CHANNEL_PARK: from then on a uuid_broadcast plays) and returns the uuid."""
+        uuid = str(uuidlib.uuid4())
+        extra = f",{variables}" if variables else ""
+        await self.command(f"bgapi originate {{origination_uuid={uuid}{extra}}}{endpoint} &park()")
+        if until is not None:
+            await self.wait_event(named(until, uuid))
+        return uuid
 
     async def close(self) -> None:
         self.writer.close()

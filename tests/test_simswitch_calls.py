@@ -36,19 +36,14 @@ def prompt(tmp_path: Path) -> Path:
 
 
 async def dial(c: RawEsl, fixture: str = "long_reply", vars_: str = "") -> str:
-    uuid = str(uuidlib.uuid4())
-    extra = f",{vars_}" if vars_ else ""
-    await c.command(f"bgapi originate {{origination_uuid={uuid},ignore_early_media=true{extra}}}fixture/{fixture} &park()")
-    await c.wait_event(named("CHANNEL_PARK", uuid))  # a uuid_broadcast sent earlier is lost, as on the real switch
-    return uuid
+    """A call to a fixture, once parked (a uuid_broadcast sent earlier is lost, as on the real switch)."""
+    return await c.call(f"fixture/{fixture}", "ignore_early_media=true" + (f",{vars_}" if vars_ else ""))
 
 
 async def session(speed: float = SPEED):
     sw = SimSwitch(speed=speed)
     await sw.start()
-    c = await RawEsl.connect(sw.esl_port)
-    await c.command("event plain ALL")
-    return sw, c
+    return sw, await RawEsl.listening(sw.esl_port)
 
 
 def test_mono16k_stream_prompt_break_and_truth():

@@ -108,8 +108,7 @@ def test_campaign_calls_cdr_dtmf_and_virtual_start(book, tmp_path):
     async def go():
         sw = SimSwitch(speed=20, callees=book, cdr=cdr, start=START)
         await sw.start()
-        c = await RawEsl.connect(sw.esl_port)
-        await c.command("event plain ALL")
+        c = await RawEsl.listening(sw.esl_port)
         human, up, busy, unknown = (str(uuidlib.uuid4()) for _ in range(4))
         dial = "sofia/gateway/carrier/"
         await c.command(f"bgapi originate {{origination_uuid={human}}}[leg=1]{dial}+1-555-0001@sip.example &park()")
@@ -160,11 +159,8 @@ def test_a_terminator_digit_breaks_the_prompt(tmp_path):
 
     async def go():
         async with SimSwitch(speed=20) as sw:
-            c = await RawEsl.connect(sw.esl_port)
-            await c.command("event plain ALL")
-            uuid = str(uuidlib.uuid4())
-            await c.command(f"bgapi originate {{origination_uuid={uuid}}}fixture/long_reply?dtmf=9@1;*@2 &park()")
-            await c.wait_event(named("CHANNEL_PARK", uuid))
+            c = await RawEsl.listening(sw.esl_port)
+            uuid = await c.call("fixture/long_reply?dtmf=9@1;*@2")
             await c.api(f"uuid_broadcast {uuid} {prompt}")
             stop = await c.wait_event(named("PLAYBACK_STOP", uuid))
             assert stop["Playback-Status"] == "break" and stop["variable_playback_terminator_used"] == "*"

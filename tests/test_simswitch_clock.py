@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid as uuidlib
 
 import pytest
 
@@ -105,11 +104,8 @@ def test_media_ticks_stop_while_the_clock_is_held():
     """A callee that hangs up at 0.5 s of call time does so at 0.5 s of call time, however long a hold."""
     async def go():
         async with SimSwitch(speed=10) as sw:
-            c = await RawEsl.connect(sw.esl_port)
-            await c.command("event plain ALL")
-            uuid = str(uuidlib.uuid4())
-            await c.command(f"bgapi originate {{origination_uuid={uuid},sim_hangup_after_s=0.5}}fixture/short_yes &park()")
-            await c.wait_event(named("CHANNEL_ANSWER", uuid))
+            c = await RawEsl.listening(sw.esl_port)
+            uuid = await c.call("fixture/short_yes", "sim_hangup_after_s=0.5", until="CHANNEL_ANSWER")
             sw.clock.hold()
             await asyncio.sleep(0.1)  # 1 s of call time, were it running
             assert uuid in sw.live and not sw.live[uuid].hungup

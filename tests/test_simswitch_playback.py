@@ -7,7 +7,6 @@ simswitch: what is lost before CHANNEL_PARK, and what ``uuid_fileman`` answers.
 from __future__ import annotations
 
 import asyncio
-import uuid as uuidlib
 from pathlib import Path
 
 import numpy as np
@@ -188,10 +187,8 @@ def test_park_follows_the_job_and_a_broadcast_before_it_is_lost(long_prompt):
     """Slow clock (x0.1) so that the 3 ms between answer and park is 30 ms of wall time."""
     async def go():
         async with SimSwitch(speed=0.1) as sw, RecordingWsServer() as ws:
-            c = await RawEsl.connect(sw.esl_port)
-            await c.command("event plain ALL")
-            uuid = str(uuidlib.uuid4())
-            await c.command(f"bgapi originate {{origination_uuid={uuid},sim_answer_delay_ms=0}}fixture/short_yes &park()")
+            c = await RawEsl.listening(sw.esl_port)
+            uuid = await c.call("fixture/short_yes", "sim_answer_delay_ms=0", until=None)
             answer = await c.wait_event(named("CHANNEL_ANSWER", uuid))
             assert await c.api(f"uuid_broadcast {uuid} {long_prompt} aleg") == "+OK Message sent\n"
             assert await c.api(f"uuid_audio_stream {uuid} start {ws.url('/s')} mono 16k") == "+OK Success\n"
@@ -211,11 +208,8 @@ def test_park_follows_the_job_and_a_broadcast_before_it_is_lost(long_prompt):
 def test_fileman_replies_and_pause_is_in_the_truth(long_prompt):
     async def go():
         async with SimSwitch(speed=20) as sw:
-            c = await RawEsl.connect(sw.esl_port)
-            await c.command("event plain ALL")
-            uuid = str(uuidlib.uuid4())
-            await c.command(f"bgapi originate {{origination_uuid={uuid}}}fixture/long_reply &park()")
-            await c.wait_event(named("CHANNEL_PARK", uuid))
+            c = await RawEsl.listening(sw.esl_port)
+            uuid = await c.call("fixture/long_reply")
             assert await c.api("uuid_fileman") == "-USAGE: <uuid> <cmd>:<val>\n"
             assert await c.api("uuid_fileman 00000000-0000-0000-0000-000000000000 pause") == "-ERR No such channel!\n"
             assert await c.api(f"uuid_fileman {uuid} pause") == "-ERR No file handle!\n"
@@ -247,11 +241,8 @@ def test_broadcast_delay_depends_on_the_callee(long_prompt, tmp_path):
 
     async def go():
         async with SimSwitch(speed=20) as sw:
-            c = await RawEsl.connect(sw.esl_port)
-            await c.command("event plain ALL")
-            uuid = str(uuidlib.uuid4())
-            await c.command(f"bgapi originate {{origination_uuid={uuid}}}fixture/{voice} &park()")
-            await c.wait_event(named("CHANNEL_PARK", uuid))
+            c = await RawEsl.listening(sw.esl_port)
+            uuid = await c.call(f"fixture/{voice}")
             for pause_s in (0.0, 1.5):
                 await asyncio.sleep(pause_s / 20)
                 await c.api(f"uuid_broadcast {uuid} {long_prompt}")
