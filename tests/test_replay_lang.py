@@ -16,7 +16,7 @@ from callbot.audio_server.server import AudioServer
 from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 from callbot.audio_server.stream_params import StreamRequestError, parse_stream_request
 from callbot.config import Settings
-from callbot.robot.call.record import stream_url as robot_stream_url
+from callbot.stream import robot_stream_url
 from tests.stt_model import shared_engine
 from callbot.resources import demo_calls_dir
 

@@ -24,13 +24,13 @@ from callbot.robot.call.events import (
 from callbot.robot.call.record import CallRecord, Playing
 from callbot.robot.call.reply import ReplyCollector
 from callbot.robot.call.states import CallState, CallStateMachine
-from callbot.robot.call.stream_commands import playback_marker_command, stream_url
 from callbot.robot.call.timeline import Timeline
 from callbot.robot.esl.commands import (
     audio_stream_start_command, audio_stream_stop_command, break_command, broadcast_command, check_uuid,
     kill_command, originate_command,
 )
 from callbot.robot.scenario.loader import Scenario, Step
+from callbot.stream import PlaybackMarker, marker_command, robot_stream_url
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +252,8 @@ class Call:
             return
         playing.started_at, playing.started_us = self.now, event.switch_us
         if self.stream_up:
-            self._send(Api("marker", playback_marker_command(self.uuid, "start", self._prompt_file(playing),
-                                                             playing.step.text)))
+            marker = PlaybackMarker.start(self._prompt_file(playing), playing.step.text)
+            self._send(Api("marker", marker_command(self.uuid, marker)))
 
     def _on_playback_stop(self, event: PlaybackStopped) -> None:
         playing = self.playing
@@ -267,7 +267,7 @@ class Call:
             return
         playing.stopped = True
         if self.stream_up:
-            self._send(Api("marker", playback_marker_command(self.uuid, "stop")))
+            self._send(Api("marker", marker_command(self.uuid, PlaybackMarker("stop"))))
         self._prompt_ended()
 
     def _prompt_ended(self) -> None:
@@ -432,7 +432,7 @@ class Call:
 
     def _start_stream(self, what: str) -> None:
         assert self.audio_url is not None
-        url = stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language)
+        url = robot_stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language)
         cmd = audio_stream_start_command(self.uuid, url, "mono", "16k" if self.cfg.stream_rate == 16000 else "8k",
                                          {"call": self.uuid, "scenario": self.scenario.name})
         self._robot(what, url=url.split("token=")[0])
