@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from websockets.asyncio.server import ServerConnection, serve

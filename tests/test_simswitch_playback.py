@@ -15,7 +15,7 @@ import soundfile as sf
 
 from callbot.simswitch import SimSwitch
 from callbot.simswitch.media.playback import FILL, PromptQueue
-from simswitch_testkit import FIXTURES, RawEsl, RecordingWsServer, named
+from simswitch_testkit import RawEsl, RecordingWsServer, named
 
 TICK = 0.02
 

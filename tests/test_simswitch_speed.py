@@ -12,8 +12,6 @@ import dataclasses
 import json
 import uuid as uuidlib
 
-import pytest
-
 from callbot.audio_server import server as server_mod
 from callbot.config import Settings
 from callbot.simswitch import SimSwitch

@@ -15,25 +15,18 @@ captured); a ``uuid_broadcast`` that arrives before CHANNEL_PARK is lost, as on 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import uuid as uuidlib
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from callbot.simswitch.calls.callees import CalleeSpec
 from callbot.simswitch.calls.cdr import cdr_variables
 from callbot.simswitch.calls.truth import CallTruth
+from callbot.simswitch.calls.voice import CalleeVoice
 from callbot.simswitch.clock import MEDIA_TICK_S
 from callbot.simswitch.host import SwitchHost
 from callbot.simswitch.media.audio_stream import AudioStream
 from callbot.simswitch.media.playback import PLAY_RATE, Prompt, PromptQueue
-from callbot.simswitch.media.wavs import WavError, load_pcm
 from callbot.simswitch.media.ws_frames import WsUrl
-
-log = logging.getLogger(__name__)
 
 DTMF_DURATION = 2000  # samples at 8 kHz reported in DTMF-Duration (SWITCH_DEFAULT_DTMF_DURATION)
 PARK_DELAY_S = 0.003  # CHANNEL_ANSWER to CHANNEL_PARK (captured: 0-3 ms, a client's reply to a command sent on ANSWER in between)
@@ -77,25 +70,13 @@ class Channel:
                                    start_s=s.broadcast_start_ms / 1000)
         self.stream: AudioStream | None = None
         self.result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self.speech = self._sidecar_speech(spec.wav)
-        self._pcm: dict[int, np.ndarray] = {}
+        self.voice = CalleeVoice(spec.wav, s.max_wav_s, uuid)
         self.variables: dict[str, str] = {
             "direction": "outbound", "is_outbound": "true", "session_id": str(session_id),
             "read_codec": "L16", "read_rate": str(PLAY_RATE), "write_codec": "L16", "write_rate": str(PLAY_RATE),
             "channel_name": self.name, "uuid": uuid, "call_uuid": uuid, **variables,
             "originate_early_media": "false", "originate_endpoint": "fixture",
         }
-
-    @staticmethod
-    def _sidecar_speech(wav: Path | None) -> list[list[float]]:
-        """Speech intervals from the fixture's sidecar (call seconds), for the truth of breaks."""
-        if wav is None:
-            return []
-        try:
-            data = json.loads(wav.with_suffix(".json").read_text(encoding="utf-8"))
-            return [[float(a), float(b)] for a, b in data.get("speech", [])]
-        except (OSError, ValueError, TypeError, AttributeError):
-            return []
 
     # ---- events and truth -------------------------------------------------------------------
 
@@ -257,7 +238,7 @@ class Channel:
                 self.fire_custom(sub, body if body is not None else text, vt=vt)
                 self.record("stream_text", vt, text=text, arrived_t=self.truth.call_time(arrived),
                             delivered_t=self.truth.call_time(vt), subclass=sub)
-        callee_sends = bool(self.prompts.queue) and self.callee_sends(k)
+        callee_sends = bool(self.prompts.queue) and self.voice.sends(PLAY_RATE, k)
         if self.parked:
             self._send_dtmf(k * MEDIA_TICK_S, vt)
         for kind, prompt in self.prompts.tick(vt, callee_sends):
@@ -269,27 +250,12 @@ class Channel:
             if stream.started_tick is None:
                 stream.started_tick = k
                 self.record("stream_started", vt, mix=stream.mix, rate=stream.rate)
-            stream.on_media(self.callee_frame(stream.rate, k), write)
+            stream.on_media(self.voice.frame(stream.rate, k), write)
         t = k * MEDIA_TICK_S
         if self.spec.hangup_after_s is not None and t + 1e-9 >= self.spec.hangup_after_s:
             self.hangup(self.spec.hangup_cause, "callee", vt)
-        elif self.spec.hangup_at_end and self.spec.wav is not None and k * (PLAY_RATE // 50) >= len(
-                self.callee_pcm(PLAY_RATE)):
+        elif self.spec.hangup_at_end and self.spec.wav is not None and not self.voice.sends(PLAY_RATE, k):
             self.hangup(self.spec.hangup_cause, "callee", vt)
-
-    def callee_pcm(self, rate: int) -> np.ndarray:
-        """The callee's whole voice at ``rate`` (loaded once per call and rate; silence if unreadable)."""
-        pcm = self._pcm.get(rate)
-        if pcm is None:
-            pcm = np.zeros(0, np.int16)
-            if self.spec.wav is not None:
-                try:
-                    pcm = load_pcm(self.spec.wav, rate, self.switch.settings.max_wav_s)
-                except WavError as exc:
-                    log.warning("callee WAV unreadable: the callee is silent", extra={"call": self.uuid,
-                                                                                     "error": str(exc)})
-            self._pcm[rate] = pcm
-        return pcm
 
     def _send_dtmf(self, t: float, vt: float) -> None:
         """The callee's digits due by call time ``t``: one DTMF event each (switch_channel_dequeue_dtmf);
@@ -306,18 +272,6 @@ class Channel:
             if self.prompts.current is not None and digit in terminators:
                 self.variables["playback_terminator_used"] = digit
                 self.prompts.request_break(False, vt)
-
-    def callee_sends(self, k: int) -> bool:
-        """Does the callee send a frame on call tick ``k``? Yes while its WAV lasts; after it, nothing."""
-        return k * (PLAY_RATE // 50) < len(self.callee_pcm(PLAY_RATE))
-
-    def callee_frame(self, rate: int, k: int) -> np.ndarray:
-        """Call tick ``k`` of the callee's voice at ``rate`` (silence after the WAV ends)."""
-        n = rate // 50
-        chunk = self.callee_pcm(rate)[k * n:(k + 1) * n]
-        if len(chunk) < n:
-            chunk = np.concatenate([chunk, np.zeros(n - len(chunk), np.int16)])
-        return chunk
 
     # ---- prompts ----------------------------------------------------------------------------
 
@@ -377,7 +331,7 @@ class Channel:
         vt = self.switch.clock.now()
         cur = self.prompts.request_break(flush, vt)
         t = self.truth.call_time(vt)
-        in_speech = next((s for s in self.speech if t is not None and s[0] <= t <= s[1]), None)
+        in_speech = next((s for s in self.voice.speech if t is not None and s[0] <= t <= s[1]), None)
         self.record("break_received", vt, all=flush, playing=cur is not None,
                     file=cur.path if cur else None, elapsed_ms=cur.played_ms if cur else None,
                     callee_speech=in_speech)
