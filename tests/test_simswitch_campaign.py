@@ -177,3 +177,16 @@ def test_cli_refuses_a_bad_callees_file_and_start(tmp_path):
     assert result.exit_code == 2 and "bad.csv:2:" in result.output
     result = CliRunner().invoke(main, ["simswitch", "--esl-port", "0", "--start", "next monday"])
     assert result.exit_code == 2 and "not an ISO-8601 instant" in result.output
+
+
+def test_a_runner_reads_the_virtual_clock_with_strftime():
+    """``api strftime %s`` (mod_dptools) answers the switch's time: a campaign runner syncs to it."""
+    async def go():
+        async with SimSwitch(speed=100, start=START) as sw:
+            c = await RawEsl.connect(sw.esl_port)
+            first = int(await c.api("strftime %s"))
+            await asyncio.sleep(0.05)  # 5 s of virtual time
+            assert START_EPOCH <= first < int(await c.api("strftime %s")) <= START_EPOCH + 60
+            assert await c.api("strftime 0|%%Y") == "1970"  # upstream skips the character after '|'
+            await c.close()
+    asyncio.run(asyncio.wait_for(go(), 30))

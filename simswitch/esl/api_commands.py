@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid as uuidlib
 from typing import Awaitable, Callable
 
@@ -94,7 +95,7 @@ class ApiCommands:
         self.directory = directory
         self.cdr = cdr
         self.handlers: dict[str, Callable[[str], Awaitable[str]]] = {
-            "status": self.status, "version": self.version, "module_exists": self.module_exists,
+            "status": self.status, "version": self.version, "strftime": self.strftime, "module_exists": self.module_exists,
             "originate": self.originate, "uuid_broadcast": self.uuid_broadcast, "uuid_break": self.uuid_break,
             "uuid_kill": self.uuid_kill, "uuid_fileman": self.uuid_fileman, "uuid_exists": self.uuid_exists, "uuid_getvar": self.uuid_getvar,
             "hupall": self.hupall, "show": self.show, "uuid_audio_stream": self.uuid_audio_stream,
@@ -135,6 +136,18 @@ class ApiCommands:
 
     async def version(self, args: str) -> str:
         return f"FreeSWITCH Version {VERSION}~64bit ( 64bit)\n"
+
+    async def strftime(self, args: str) -> str:
+        """mod_dptools' ``strftime [<epoch>|]<format>``, local time of the switch's (virtual) clock.
+
+        ``strftime %s`` lets a campaign runner read simswitch's virtual time as it would a real
+        switch's. As upstream, the character right after ``|`` is skipped."""
+        when, fmt = self.switch.clock.epoch_us() / 1_000_000, args
+        if "|" in args:
+            epoch, _, rest = args.partition("|")
+            digits = re.match(r"^\s*[+-]?\d*", epoch).group(0).strip()  # type: ignore[union-attr]  # atol
+            when, fmt = float(int(digits)) if digits.lstrip("+-") else 0.0, rest[1:]
+        return time.strftime(fmt or "%Y-%m-%d %H:%M:%S", time.localtime(when))
 
     async def module_exists(self, args: str) -> str:
         return "true" if args.strip() in ("mod_audio_stream", "mod_commands", "mod_event_socket",
