@@ -29,7 +29,6 @@ from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
 from callbot.resources import demo_calls_dir
 
-SIM_PASSWORD = "ClueCon"
 REPLAY_SWITCH_INTERVAL_S = 0.0005  # at speed N every wall ms is N ms of call time: switch threads often
 FIXTURES_DIR = demo_calls_dir()
 
@@ -52,9 +51,7 @@ def replay_settings(settings: Settings) -> Settings:
     """Settings for an in-process replay: at speed N, speech recognition has N times more audio per wall
     second, so it decodes finals only, on fewer threads (robot.replay_stt_*), and the barge-in path keeps a core."""
     return settings.replace(**{"stt.partials": settings.robot.replay_stt_partials,
-                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads,
-                               # the replay's own server takes audio at the replay's speed (up to 100x)
-                               "audio_server.max_speed": settings.audio_server.replay_max_speed})
+                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads})
 
 
 def load_sidecar(wav: Path) -> dict[str, Any] | None:
@@ -124,7 +121,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
     scenario_path = Path(scenario) if scenario else Path(settings.robot.scenario or bundled_scenario())
     sc = load_scenario(scenario_path, rate=settings.robot.prompt_rate, prompts_dir=settings.prompts.path())
     with _latency_mode(), SimSwitchThread(
-            speed=speed, esl_port=0, password=SIM_PASSWORD, fixtures_dir=wav.parent) as switch:
+            speed=speed, esl_port=0, password=settings.simswitch.password, fixtures_dir=wav.parent) as switch:
         if audio_port is not None:
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
@@ -149,7 +146,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
 def wired_settings(settings: Settings, esl_port: int, audio_port: int, speed: float) -> Settings:
     """The robot's settings for a simswitch on ``esl_port`` and an audio server on ``audio_port`` (127.0.0.1)."""
     return settings.replace(**{
-        "esl.host": "127.0.0.1", "esl.port": esl_port, "esl.password": SIM_PASSWORD,
+        "esl.host": "127.0.0.1", "esl.port": esl_port, "esl.password": settings.simswitch.password,
         "audio_server.host": "127.0.0.1", "audio_server.port": audio_port,
         "audio_server.public_url": f"ws://127.0.0.1:{audio_port}", "robot.speed": speed})
 

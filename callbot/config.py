@@ -219,6 +219,7 @@ class RobotSettings:
     final_wait_s: float = 2.0  # after speech stops, wait this long (call time) for its final transcript
     dial_grace_s: float = 5.0  # beyond dial_timeout_s, how long to wait for the originate's own answer
     park_wait_s: float = 2.0  # after the answer, the longest wait for CHANNEL_PARK before the first prompt
+    backchannel_words: tuple[str, ...] = ()  # words that resume a paused prompt (empty: the language's defaults)
     playback_margin_s: float = 5.0  # beyond a prompt's length, how long it may take to report PLAYBACK_STOP
     drain_s: float = 1.0  # after the hang-up, how long to keep recording the channel's last events
     max_call_s: float = 600.0  # a call still up after this long (from the answer) is hung up

@@ -108,6 +108,8 @@ _LINES: dict[str, str] = {
     "amd": "amd {result} ({cause}, decided at {decided_at_s} s of stream)",
     "amd_result": "robot acts on amd {result} ({cause}): {action}",
     "amd_break": "robot stops {step} for the voicemail",
+    "prompt_paused": "robot pauses {step} (uuid_fileman pause)",
+    "prompt_resumed": "robot resumes {step} ({why})",
     "no_beep": "no beep after the greeting: {action}",
     "beep": "beep {freq_hz} Hz",
 }

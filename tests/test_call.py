@@ -313,3 +313,53 @@ def test_a_verdict_after_the_deadline_is_recorded_not_acted_on() -> None:
     h.audio(Amd(t=7.0, result="machine", cause="LONGGREETING", decided_at_s=7.0))
     assert h.call.record.amd == "machine" and h.rows("amd_result")[-1]["action"] == "none"
     assert h.call.sm.state is not CallState.WAIT_BEEP
+
+
+# ---- pause, confirm, resume ----------------------------------------------------------------------
+
+def pause_mode_scenario(tmp_path: Path, backchannel: bool = False):
+    from callbot.resources import prompts_dir
+    from callbot.robot.scenario.loader import bundled_scenario, load_scenario
+
+    text = bundled_scenario("survey_en").read_text().replace(
+        "[steps.greeting]\n", "[steps.greeting]\nbarge_in_mode = \"pause\"\n"
+        + ("backchannel = true\n" if backchannel else ""), 1)
+    path = tmp_path / "pause.toml"
+    path.write_text(text)
+    return load_scenario(path, prompts_dir=prompts_dir())
+
+
+def test_pause_mode_pauses_at_the_onset_and_resumes_a_short_reply(tmp_path: Path) -> None:
+    h = playing_call(scenario=pause_mode_scenario(tmp_path))
+    h.advance(1.0)
+    h.audio(SpeechStarted(t=1.0))
+    assert h.sent[-2][2] == f"uuid_fileman {h.call.uuid} pause" and '"state":"pause"' in h.sent[-1][2]
+    h.advance(0.8)
+    h.audio(SpeechShort(t=1.8, duration_ms=800))
+    assert [w for w in h.whats() if w == "pause"] == ["pause", "pause"] and "break" not in h.whats()
+    assert '"state":"resume"' in h.sent[-1][2] and h.rows("prompt_resumed")
+    assert h.call.sm.state is CallState.PLAYING
+
+
+def test_pause_mode_breaks_a_long_reply_at_the_mark(tmp_path: Path) -> None:
+    h = playing_call(scenario=pause_mode_scenario(tmp_path))
+    barge(h, onset=1.0)
+    assert h.whats().count("pause") == 1 and h.whats().count("break") == 1
+
+
+def test_backchannel_partial_at_the_mark_resumes_instead_of_breaking(tmp_path: Path) -> None:
+    from callbot.events import Partial
+
+    h = playing_call(scenario=pause_mode_scenario(tmp_path, backchannel=True))
+    h.audio(SpeechStarted(t=1.0))
+    h.advance(1.0)
+    h.audio(Partial(t=2.0, text="uh-huh, yeah", start_s=1.0))
+    h.advance(0.5)
+    h.audio(BargeIn(t=2.5, onset_s=1.0, duration_ms=1500))
+    assert "break" not in h.whats() and h.rows("prompt_resumed")[-1]["why"] == "backchannel"
+    h2 = playing_call(scenario=pause_mode_scenario(tmp_path, backchannel=True))
+    h2.audio(SpeechStarted(t=1.0))
+    h2.advance(1.5)
+    h2.audio(Partial(t=2.3, text="yeah but I want to cancel", start_s=1.0))
+    h2.audio(BargeIn(t=2.5, onset_s=1.0, duration_ms=1500))
+    assert "break" in h2.whats()

@@ -22,7 +22,7 @@ def test_simswitch_load_prints_json_figures():
     assert result.exit_code == 0, result.output
     out = json.loads(result.output.strip().splitlines()[-1])
     assert out["calls"] == out["live_calls"] == 2
-    assert out["audio_bytes_received"] > 0 and out["cpu_s"]["switch"] >= 0
+    assert out["audio_bytes_received"] > 0 and out["cpu_s"]["switch"] > 0
     assert set(out) >= {"virtual_s", "wall_s", "audio_bytes_expected", "max_tick_lag_ms", "switch_cpu_per_wall_s"}
 
 

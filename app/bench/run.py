@@ -29,7 +29,7 @@ from callbot.robot.checks import require_ok, run_checks
 from callbot.robot.esl.client import EslClient
 from callbot.robot.shell.gevent_thread import GeventThread
 from callbot.robot.shell.one_call import audio_base_url
-from callbot.app.replay import (FIXTURES_DIR, SIM_PASSWORD, _latency_mode, load_sidecar, replay_settings,
+from callbot.app.replay import (FIXTURES_DIR, _latency_mode, load_sidecar, replay_settings,
                           report_with_truth, wired_settings)
 from callbot.robot.scenario.loader import Scenario, bundled_scenario, load_scenario
 from callbot.simswitch import SimSwitchThread
@@ -106,7 +106,7 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
                              prompts_dir=settings.prompts.path())
     load_start = os.getloadavg()
     with AudioServerProcess(settings, config_path, calls, cfg.server_start_timeout_s) as audio, \
-            SimSwitchThread(speed=speed, esl_port=0, password=SIM_PASSWORD,
+            SimSwitchThread(speed=speed, esl_port=0, password=settings.simswitch.password,
                             fixtures_dir=chosen[0].parent) as switch, _latency_mode():
         run_settings = wired_settings(settings, switch.esl_port, audio.port, speed)
         robot = GeventThread("robot")

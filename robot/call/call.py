@@ -14,7 +14,10 @@ import logging
 from typing import Any
 
 from callbot.config import Settings
-from callbot.events import Amd, AudioEvent, BargeIn, Beep, Error, Final, SpeechShort, SpeechStarted, SpeechStopped
+from callbot.events import (
+    Amd, AudioEvent, BargeIn, Beep, Error, Final, Partial, SpeechShort, SpeechStarted, SpeechStopped,
+)
+from callbot.robot.call.backchannel import BackchannelFilter
 from callbot.robot.call.commands import Api, Bgapi, Command
 from callbot.robot.call.events import (
     Answered, ApiFailed, ApiReply, AudioTextIgnored, Deadline, Dtmf, EslDown, EslUp, HangupComplete, HungUp,
@@ -27,7 +30,7 @@ from callbot.robot.call.states import CallState, CallStateMachine
 from callbot.robot.call.timeline import Timeline
 from callbot.robot.esl.commands import (
     audio_stream_start_command, audio_stream_stop_command, break_command, broadcast_command, check_uuid,
-    kill_command, originate_command,
+    kill_command, originate_command, pause_toggle_command,
 )
 from callbot.robot.scenario.loader import Scenario, Step
 from callbot.stream import PlaybackMarker, marker_command, robot_stream_url
@@ -74,6 +77,8 @@ class Call:
         self.beep_wait_from: float | None = None
         self.listen_started: float | None = None
         self.listen_window_s = 0.0
+        self.backchannel = BackchannelFilter(scenario.language, self.cfg.backchannel_words)
+        self.partial_text = ""  # the caller's words so far in this utterance (pause mode's backchannel test)
 
     # ---- the sans-I/O surface ----------------------------------------------------------------
 
@@ -318,21 +323,50 @@ class Call:
 
     # ---- barge-in ------------------------------------------------------------------------------
 
-    def _on_barge_in(self, event: BargeIn) -> None:
-        self.audio_seen = True
-        self.reply.feed(event, self.now)
+    def _interruptible(self) -> Playing | None:
+        """The prompt a caller may interrupt right now, if any."""
         playing = self.playing
         if (playing is not None and not playing.stopped and not playing.break_sent and playing.step.barge_in
                 and self.sm.state is S.PLAYING and not self.message_playing):
+            return playing
+        return None
+
+    def _on_barge_in(self, event: BargeIn) -> None:
+        self.audio_seen = True
+        self.reply.feed(event, self.now)
+        playing = self._interruptible()
+        if playing is not None and playing.paused and playing.step.backchannel \
+                and self.backchannel.only_backchannel(self.partial_text):
+            self._audio_row(event)
+            self._resume(playing, "backchannel", text=self.partial_text)
+            return
+        if playing is not None:
             playing.break_sent = True
             self._send(Api("break", break_command(self.uuid)))  # first: nothing is written before it goes out
             self._audio_row(event)
             self._robot("uuid_break", step=playing.step.name)
             return
         self._audio_row(event)
+        playing = self.playing
         reason = ("not playing" if playing is None or playing.stopped else "barge-in off for this prompt"
                   if not playing.step.barge_in or self.message_playing else "already breaking")
         self._robot("barge_in_ignored", reason=reason)
+
+    def _pause(self, playing: Playing) -> None:
+        """Pause mode: the caller's onset silences the prompt at once; the 1.5 s mark decides break or resume."""
+        playing.paused = True
+        self._send(Api("pause", pause_toggle_command(self.uuid)))
+        if self.stream_up:
+            self._send(Api("marker", marker_command(self.uuid, PlaybackMarker("pause"))))
+        self._robot("prompt_paused", step=playing.step.name)
+
+    def _resume(self, playing: Playing, why: str, **fields: Any) -> None:
+        """A second ``uuid_fileman pause`` resumes the prompt at the sample where it stopped."""
+        playing.paused = False
+        self._send(Api("pause", pause_toggle_command(self.uuid)))
+        if self.stream_up:
+            self._send(Api("marker", marker_command(self.uuid, PlaybackMarker("resume"))))
+        self._robot("prompt_resumed", step=playing.step.name, why=why, **fields)
 
     # ---- audio events, AMD and the voicemail ----------------------------------------------------
 
@@ -340,6 +374,7 @@ class Call:
         self.audio_seen = True
         self._audio_row(event)
         self.reply.feed(event, self.now)
+        self._pause_mode(event)
         match event:
             case Amd(result=result, cause=cause):
                 if self.record.amd is None:
@@ -356,6 +391,21 @@ class Call:
                 self._flag("audio_server_error", code=code)
             case Final():
                 pass
+
+    def _pause_mode(self, event: AudioEvent) -> None:
+        """Steps with ``barge_in_mode = "pause"``: pause at the onset, resume when the speech ends short."""
+        match event:
+            case SpeechStarted():
+                self.partial_text = ""
+                playing = self._interruptible()
+                if playing is not None and playing.step.barge_in_mode == "pause" and not playing.paused:
+                    self._pause(playing)
+            case Partial(text=text):
+                self.partial_text = text
+            case SpeechShort() | SpeechStopped():
+                playing = self._interruptible()
+                if playing is not None and playing.paused:
+                    self._resume(playing, "speech ended before the barge-in mark")
 
     def _settle_amd(self, result: str, cause: str) -> None:
         """Decide human or machine once (verdict or deadline); a machine ends the script."""
@@ -433,7 +483,7 @@ class Call:
     def _start_stream(self, what: str) -> None:
         assert self.audio_url is not None
         url = robot_stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language)
-        cmd = audio_stream_start_command(self.uuid, url, "mono", "16k" if self.cfg.stream_rate == 16000 else "8k",
+        cmd = audio_stream_start_command(self.uuid, url, "mono", f"{self.cfg.stream_rate // 1000}k",
                                          {"call": self.uuid, "scenario": self.scenario.name})
         self._robot(what, url=url.split("token=")[0])
         self._send(Api(what, cmd))

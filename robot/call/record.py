@@ -18,6 +18,7 @@ class Playing:
     started_at: float | None = None  # call clock at PLAYBACK_START
     started_us: int | None = None  # the switch's stamp of PLAYBACK_START
     break_sent: bool = False
+    paused: bool = False  # pause mode: uuid_fileman pause sent at the caller's onset, not yet resumed
     stopped: bool = False
 
 

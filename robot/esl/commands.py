@@ -195,6 +195,12 @@ def break_command(call_uuid: str) -> str:
     return f"uuid_break {check_uuid(call_uuid)} all"
 
 
+def pause_toggle_command(call_uuid: str) -> str:
+    """``uuid_fileman U pause``: pauses the playing file, and a second one resumes it at the same sample
+    (the prompt goes silent 41-52 ms later on a real switch; no event either way)."""
+    return f"uuid_fileman {check_uuid(call_uuid)} pause"
+
+
 def kill_command(call_uuid: str, cause: str = "NORMAL_CLEARING") -> str:
     """``uuid_kill U <cause>``: hang up the call with a cause name."""
     if not _CAUSE.fullmatch(cause):

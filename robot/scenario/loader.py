@@ -41,6 +41,7 @@ from typing import Any, Mapping
 
 import soundfile
 
+from callbot.audio_format import DEFAULT_RATE, RATES
 from callbot.resources import bundled_folder
 from callbot.resources import prompts_dir as prompts_dir_default
 from callbot.robot.scenario.intents import INTENTS, IntentMatcher
@@ -48,7 +49,7 @@ from callbot.robot.scenario.intents import INTENTS, IntentMatcher
 OUTCOMES: tuple[str, ...] = (*INTENTS, "unknown", "silence")
 MACHINE_ACTIONS = ("hangup", "leave_message")
 NOTSURE_ACTIONS = ("human", "machine")
-PROMPT_RATES = (8000, 16000)
+BARGE_IN_MODES = ("break", "pause")
 
 
 class ScenarioError(ValueError):
@@ -73,6 +74,8 @@ class Step:
     next: str | None
     disposition: str | None  # set on a final step: the call ends with it after the prompt
     duration_s: float = 0.0  # the prompt's length, read at load
+    barge_in_mode: str = "break"  # break: uuid_break at the mark; pause: pause at the onset, then break or resume
+    backchannel: bool = False  # pause mode only: a partial of backchannel words alone at the mark resumes the prompt
 
     def branch(self, outcome: str) -> str | None:
         """The step to go to after a reply with this outcome (None: this step has no branches)."""
@@ -138,7 +141,7 @@ def bundled_scenario(name: str = "survey_en") -> Path:
     return bundled_folder("callbot.robot.scenario", "bundled") / f"{name}.toml"
 
 
-def load_scenario(path: str | Path, rate: int = 16000, prompts_dir: str | Path | None = None) -> Scenario:
+def load_scenario(path: str | Path, rate: int = DEFAULT_RATE, prompts_dir: str | Path | None = None) -> Scenario:
     """Read and validate a scenario; raise ScenarioError listing every problem (never fails later, in a call)."""
     path = Path(path)
     try:
@@ -147,8 +150,8 @@ def load_scenario(path: str | Path, rate: int = 16000, prompts_dir: str | Path |
         raise ScenarioError(str(path), ["file does not exist; pass --scenario with an existing .toml"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(str(path), [f"not valid TOML: {exc}"]) from None
-    if rate not in PROMPT_RATES:
-        raise ScenarioError(str(path), [f"prompt rate {rate} is not one of {PROMPT_RATES}"])
+    if rate not in RATES:
+        raise ScenarioError(str(path), [f"prompt rate {rate} is not one of {RATES}"])
     return _build(data, path, rate, Path(prompts_dir) if prompts_dir else prompts_dir_default())
 
 
@@ -219,7 +222,8 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path) ->
 
 def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: int) -> Step:
     where = f"steps.{name}"
-    c.unknown_keys(t, {"prompt", "text", "barge_in", "listen_s", "on", "next", "disposition"}, where)
+    c.unknown_keys(t, {"prompt", "text", "barge_in", "barge_in_mode", "backchannel", "listen_s", "on", "next",
+                       "disposition"}, where)
     prompt_name = c.need(t, "prompt", str, where, default=None)
     prompt, duration = None, 0.0
     if prompt_name is not None:
@@ -243,7 +247,13 @@ def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: i
         branches={k: v for k, v in branches.items() if isinstance(v, str)},
         next=c.need(t, "next", str, where, default=None),
         disposition=c.need(t, "disposition", str, where, default=None), duration_s=duration,
+        barge_in_mode=c.need(t, "barge_in_mode", str, where, default="break"),
+        backchannel=c.need(t, "backchannel", bool, where, default=False),
     )
+    if step.barge_in_mode not in BARGE_IN_MODES:
+        c.problems.append(f"{where}.barge_in_mode: {step.barge_in_mode!r} is not one of {', '.join(BARGE_IN_MODES)}")
+    if step.backchannel and step.barge_in_mode != "pause":
+        c.problems.append(f"{where}.backchannel: needs barge_in_mode = \"pause\" (the decision never waits on STT)")
     ways = [bool(step.branches), step.next is not None, step.disposition is not None]
     if sum(ways) != 1:
         c.problems.append(f"{where}: give exactly one of `on` (branch on the reply), `next` or `disposition`")
