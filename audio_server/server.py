@@ -29,6 +29,7 @@ from websockets.protocol import State
 
 from callbot.events import AudioEvent, Error, Final, Partial, to_json
 from callbot.stream import MarkerError, PlaybackMarker, parse_marker
+from callbot.audio_server.echo.reference import PromptLoadError, load_prompt_reference
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
 from callbot.audio_server.stt.engine import SttEngine
@@ -75,6 +76,38 @@ class Outbox:
         self.queue.put_nowait(to_json(event, call))
 
 
+class ClassifierStep:
+    """The shared speech classifier's batch: one ``SileroBatcher.run`` per event-loop turn, for every stream.
+
+    A stream that queued classifier windows while accepting a message awaits ``next_run``; the
+    first one in a turn schedules the run with ``call_soon``, so it comes after every stream whose
+    audio arrived in the same turn has accepted it: one ONNX call per 32 ms step for all of them.
+    """
+
+    def __init__(self, batcher: object) -> None:
+        self.batcher = batcher
+        self.runs = 0
+        self._done: asyncio.Future[None] | None = None
+
+    async def next_run(self) -> None:
+        if self._done is None:
+            loop = asyncio.get_running_loop()
+            self._done = loop.create_future()
+            loop.call_soon(self._run)
+        await asyncio.shield(self._done)  # a stream cancelled meanwhile must not cancel the others' run
+
+    def _run(self) -> None:
+        done, self._done = self._done, None
+        assert done is not None
+        try:
+            self.batcher.run()  # type: ignore[attr-defined]
+        except Exception as exc:  # every waiting stream fails with it (internal_error), the server goes on
+            done.set_exception(exc)
+        else:
+            done.set_result(None)
+        self.runs += 1
+
+
 @dataclass
 class PromptPlaying:
     """The robot's prompt playing on this call, from its playback markers; times are stream seconds."""
@@ -83,14 +116,16 @@ class PromptPlaying:
     path: Path  # the same file under [prompts] dir
     started_t: float
     paused: bool = False
+    reference: bool = False  # the echo gate follows it (False: the file could not be read)
 
 
 @dataclass
 class StreamSession:
     """One connection's state. Stages live in ``pipeline``; what the switch must hear comes back as text.
 
-    Barge-in and speech events go back from ``on_audio`` at once. Transcripts come later from
-    the STT pool through ``outbox``, so a slow decode never delays a barge-in.
+    Barge-in and speech events go back from ``on_audio`` (or ``accept`` then ``advance``, with the
+    server's shared classifier run between them) at once. Transcripts come later from the STT pool
+    through ``outbox``, so a slow decode never delays a barge-in.
     """
 
     params: StreamParams
@@ -99,15 +134,26 @@ class StreamSession:
     stt: StreamTranscription | None = None
     prompts_dir: Path | None = None  # [prompts] dir: where a marker's file is
     metadata: dict | None = None
-    prompt: PromptPlaying | None = None  # what the robot plays now (echo handling will read the file)
+    prompt: PromptPlaying | None = None  # what the robot plays now: the echo gate's reference
     messages: int = 0
     texts_ignored: int = 0
     transcripts: int = 0
 
     def on_audio(self, data: bytes) -> list[str]:
-        """Feed one binary message; the text frames to send back, in order."""
+        """Feed one binary message and run the classifier now; the text frames to send back, in order."""
+        self.accept(data)
+        if self.pipeline.awaits_batcher:
+            self.pipeline.batcher.run()  # type: ignore[union-attr]
+        return self.advance()
+
+    def accept(self, data: bytes) -> None:
+        """First half of a message: reframe, echo gate, VAD gate; classifier windows queue in the batcher."""
         self.messages += 1
-        out = self.pipeline.feed(data)
+        self.pipeline.accept(data)
+
+    def advance(self) -> list[str]:
+        """Second half, once the batcher has run: the text frames to send back, in order."""
+        out = self.pipeline.advance()
         if self.stt is not None:
             self.stt.feed(out.segment_items)
         return [to_json(e, self.params.call) for e in out.events]
@@ -139,8 +185,7 @@ class StreamSession:
                                                            "reason": str(exc)})
             return [to_json(Error(t=t, code="bad_marker", message=str(exc)), self.params.call)]
         if marker is not None:
-            self.on_marker(marker, t)
-            return []
+            return self.on_marker(marker, t)
         try:
             data = json.loads(text)
         except ValueError:
@@ -153,24 +198,47 @@ class StreamSession:
         log.info("metadata", extra={"call": self.params.call, "keys": ",".join(sorted(data))[:200]})
         return []
 
-    def on_marker(self, marker: PlaybackMarker, t: float) -> None:
-        """Follow the robot's prompt: the file now playing, and its words as the decoder's context."""
+    def on_marker(self, marker: PlaybackMarker, t: float) -> list[str]:
+        """Follow the robot's prompt: the echo gate's reference, and its words as the decoder's context.
+
+        The file is read under ``[prompts] dir``; one that is missing or unreadable gets an
+        ``error`` event (``prompt_not_found``, ``prompt_unreadable``) and the stream goes on
+        without an echo reference until the next start marker.
+        """
         call = self.params.call
+        replies: list[str] = []
         if marker.state == "start":
             assert marker.file is not None
             base = self.prompts_dir or Path(".")
             self.prompt = PromptPlaying(marker.file, base / marker.file, t)
             if self.stt is not None:  # a prompt without words leaves no stale context behind
                 self.stt.set_prompt(marker.text)
-            log.info("prompt started", extra={"call": call, "t": round(t, 3), "file": marker.file})
+            try:
+                reference = load_prompt_reference(base, marker.file, self.params.rate)
+            except PromptLoadError as exc:
+                self.pipeline.playback_stopped(t)  # an earlier prompt's reference must not linger
+                log.warning("prompt without echo reference", extra={"call": call, "t": round(t, 3),
+                                                                    "file": marker.file, "reason": str(exc)})
+                replies.append(to_json(Error(t=t, code=exc.code, message=str(exc)), call))
+            else:
+                self.pipeline.playback_started(reference, t)
+                self.prompt.reference = True
+            log.info("prompt started", extra={"call": call, "t": round(t, 3), "file": marker.file,
+                                              "reference": self.prompt.reference})
         elif self.prompt is None:
             log.info("playback marker with no prompt playing", extra={"call": call, "t": round(t, 3),
                                                                       "state": marker.state})
         elif marker.state == "stop":  # its words stay the context: the reply that follows answers them
             log.info("prompt stopped", extra={"call": call, "t": round(t, 3), "file": self.prompt.file})
+            self.pipeline.playback_stopped(t)
             self.prompt = None
+        elif marker.state == "pause":
+            self.prompt.paused = True
+            self.pipeline.playback_paused(t)
         else:
-            self.prompt.paused = marker.state == "pause"
+            self.prompt.paused = False
+            self.pipeline.playback_resumed(t)
+        return replies
 
     def _ignored(self, text: str, why: str) -> list[str]:
         self.texts_ignored += 1
@@ -193,6 +261,7 @@ class AudioServer:
         """``engine``: a shared, already loaded STT engine (replays share one); else ``start`` loads one."""
         self.settings = settings
         self.engine = engine
+        self.classifier: ClassifierStep | None = None  # the speech classifier all streams share (start())
         self.live: set[ServerConnection] = set()
         self._server: Server | None = None
 
@@ -204,9 +273,13 @@ class AudioServer:
     async def start(self, host: str | None = None, port: int | None = None) -> None:
         """Listen; bad VAD or barge-in settings fail here, before any stream is accepted."""
         try:
-            StreamPipeline(StreamParams.defaults(str(uuid.UUID(int=0)), self.settings), self.settings)
+            probe = StreamPipeline(StreamParams.defaults(str(uuid.UUID(int=0)), self.settings), self.settings)
         except ValueError as exc:
             raise ConfigError(f"audio server settings: {exc}") from None
+        if probe.classifier is not None and self.classifier is None:  # one batcher for every stream of the process
+            from callbot.audio_server.classify.silero_batch import SileroBatcher
+
+            self.classifier = ClassifierStep(SileroBatcher())
         cfg = self.settings.audio_server
         host = cfg.host if host is None else host
         port = cfg.port if port is None else port
@@ -266,7 +339,8 @@ class AudioServer:
         transcribed = self.engine is not None and not problem
         if transcribed:  # the AMD waits for the words of the speech before its verdict (amd.hint_wait_ms)
             params = dataclasses.replace(params, amd=dataclasses.replace(params.amd, transcripts=True))
-        session = StreamSession(params, StreamPipeline(params, self.settings),
+        batcher = self.classifier.batcher if self.classifier is not None else None
+        session = StreamSession(params, StreamPipeline(params, self.settings, batcher=batcher),
                                 Outbox(self.settings.audio_server.send_queue_max),
                                 prompts_dir=self.settings.prompts.path())
         if problem:  # barge-in, AMD and beeps still work; only transcripts are off for this stream
@@ -330,7 +404,10 @@ class AudioServer:
                 received = reframer.samples_received
                 arriving = (2 * received + reframer.pending_bytes % 2 + len(message)) // 2
                 pace.check(arriving / session.params.rate, loop.time())
-                replies = session.on_audio(message)
+                session.accept(message)
+                if session.pipeline.awaits_batcher and self.classifier is not None:
+                    await self.classifier.next_run()  # with every other stream's windows of this turn
+                replies = session.advance()
                 if reframer.samples_received > received:  # audio, not an empty or one-byte frame, keeps it alive
                     deadline = loop.time() + cfg.idle_timeout_s
             for text in replies:

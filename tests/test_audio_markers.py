@@ -46,7 +46,8 @@ def _session(prompts_dir: Path) -> tuple[StreamSession, RecordedContext]:
 def test_the_start_marker_sets_the_context_and_records_the_prompt_file(tmp_path: Path) -> None:
     session, stt = _session(tmp_path)
     start = PlaybackMarker.start("en/16000/greeting.wav", "Hello, this is Anna. Is now a good time?")
-    assert session.on_text(start.to_json(), 16384) == []
+    missing = session.on_text(start.to_json(), 16384)  # not under tmp_path: no echo reference, the stream goes on
+    assert [parse_event(t)[1].code for t in missing] == ["prompt_not_found"]
     assert stt.prompts == ["Hello, this is Anna. Is now a good time?"]
     assert session.prompt is not None
     assert (session.prompt.file, session.prompt.path, session.prompt.paused) == (
@@ -105,5 +106,6 @@ def test_a_marker_with_a_newline_in_its_words_is_still_a_marker() -> None:
                 return (await until_closed(ws)).texts
 
     texts = asyncio.run(scenario())
-    assert [parse_event(t)[1].code for t in texts] == ["idle_timeout"]
+    # a marker: its file is looked up (there is no such prompt), then the stream times out
+    assert [parse_event(t)[1].code for t in texts] == ["prompt_not_found", "idle_timeout"]
     assert isinstance(parse_event(texts[0])[1], Error)

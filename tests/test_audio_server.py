@@ -197,14 +197,14 @@ def test_a_stream_whose_pipeline_fails_gets_internal_error_and_others_go_on(monk
     from callbot.audio_server.server import StreamSession
 
     doomed = str(uuid.uuid4())
-    real_on_audio = StreamSession.on_audio
+    real_accept = StreamSession.accept
 
-    def on_audio(self: StreamSession, data: bytes) -> list[str]:
+    def accept(self: StreamSession, data: bytes) -> None:
         if self.params.call == doomed and self.messages >= 10:
             raise RuntimeError("a bug in a stage")
-        return real_on_audio(self, data)
+        real_accept(self, data)
 
-    monkeypatch.setattr(StreamSession, "on_audio", on_audio)
+    monkeypatch.setattr(StreamSession, "accept", accept)
     wav = FIXTURES / "long_reply.wav"
 
     async def scenario() -> None:

@@ -103,6 +103,34 @@ def resolve_prompt(prompts_dir: str | Path, file: str) -> Path:
     return Path(prompts_dir) / rel
 
 
+class PromptLoadError(ValueError):
+    """A playback marker's file cannot serve as the echo reference; ``code`` goes in the ``error`` event."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def load_prompt_reference(prompts_dir: str | Path, file: str, rate: int) -> PromptBands:
+    """The echo reference of a playback marker's ``file`` under ``prompts_dir`` (cached per file and rate).
+
+    Raises PromptLoadError: ``prompt_not_found`` (outside the directory, or no such file) or
+    ``prompt_unreadable`` (not audio that soundfile reads).
+    """
+    try:
+        path = resolve_prompt(prompts_dir, file)
+    except ValueError as exc:
+        raise PromptLoadError("prompt_not_found", str(exc)) from None
+    if not path.is_file():
+        raise PromptLoadError("prompt_not_found", f"playback file {file!r}: no such file under the prompts "
+                              f"directory {prompts_dir} ([prompts] dir); the echo of this prompt is not rejected")
+    try:
+        return load_prompt_bands(str(path), rate)
+    except Exception as exc:  # soundfile raises its own error types for a bad or truncated file
+        raise PromptLoadError("prompt_unreadable", f"playback file {file!r}: cannot read it as audio ({exc}); "
+                              "the echo of this prompt is not rejected") from None
+
+
 @dataclass
 class PlaybackTimeline:
     """Which prompt sample plays at each stream sample: spans of (stream start, prompt start, stream end)."""

@@ -128,11 +128,14 @@ class StreamPipeline:
 
     # --- audio ------------------------------------------------------------------------------------
 
+    @property
+    def awaits_batcher(self) -> bool:
+        """Classifier windows wait in the shared batcher: run it before ``advance``."""
+        return self.classifier is not None and not self._own_batcher and bool(self.classifier.pending)
+
     def feed(self, data: bytes) -> PipelineOutput:
         """Process one binary message (any size)."""
         self.accept(data)
-        if self._own_batcher:
-            self.batcher.run()  # type: ignore[union-attr]
         return self.advance()
 
     def accept(self, data: bytes) -> None:
@@ -150,6 +153,8 @@ class StreamPipeline:
     def advance(self) -> PipelineOutput:
         """Second half, once the batcher has run: classify, segment, detect, AMD, beep."""
         out = PipelineOutput()
+        if self.classifier is not None and self.classifier.pending and self._own_batcher:
+            self.batcher.run()  # type: ignore[union-attr]
         if self.classifier is not None and self.classifier.results:
             self.confirmer.add_results(self.classifier.results)
             self.classifier.results = []
@@ -187,6 +192,8 @@ class StreamPipeline:
 
     def flush(self) -> PipelineOutput:
         """End of stream: close an open segment (a partial last frame is dropped)."""
+        if self.classifier is not None and self.classifier.pending:
+            self.batcher.run()  # type: ignore[union-attr]  # the stream's last windows, shared batcher or not
         out = self.advance() if self._pending else PipelineOutput()
         self._after_segmenter(self.segmenter.flush(), out, self.confirmer.confirmed or self.classifier is None)
         out.events.extend(self.beep.flush())
