@@ -66,6 +66,7 @@ class AudioServerSettings:
     replay_max_speed: float = 100.0  # ... for a stream marked replay=1 (it must pass the token check)
     speed_headroom_s: float = 2.0  # audio a stream may be ahead beyond that (frames queued while connecting)
     insecure_no_token: bool = False  # listen on a non-loopback address without a token (refused otherwise)
+    workers: int | None = None  # processes serving the port (SO_REUSEPORT) under one supervisor; None: one per CPU
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "max_text_bytes": _range(256, 2**20), "idle_timeout_s": POSITIVE, "handshake_timeout_s": POSITIVE,
         "send_queue_max": COUNT, "metrics_port": LISTEN_PORT, "max_speed": _range(1, 1000),
         "replay_max_speed": _range(1, 1000), "speed_headroom_s": _range(0, 60),
+        "workers": _range(1, 1024),
     },
     "vad": {
         "frame_ms": Limit(choices=(10, 20, 30), hint="10, 20 or 30 (what webrtcvad takes)"),
