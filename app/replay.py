@@ -27,6 +27,7 @@ from callbot.robot.report import build_report
 from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
+from callbot.app.pacing import Pacer
 from callbot.resources import demo_calls_dir
 
 REPLAY_SWITCH_INTERVAL_S = 0.0005  # at speed N every wall ms is N ms of call time: switch threads often
@@ -127,15 +128,18 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
         else:
             audio_ctx = (audio_server_thread(settings, _clock_holder(switch.clock)) if audio
                          else contextlib.nullcontext(_closed_port()))
-        with audio_ctx as audio_port:
+        with audio_ctx as audio_port, Pacer(switch.clock) as pacer:
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
+            switch.call(_set_event_hook, switch.switch, pacer.busy)
             robot = GeventThread("robot")
             robot.start()
             try:
                 dest = f"fixture/{wav}" + (f"?{urlencode(dial_options)}" if dial_options else "")
-                record: CallRecord = robot.call(run_one_call, run_settings, sc, dest, on_entry=on_entry,
-                                                on_client=on_client, clock=switch.clock.now, timeout=600)
+                record: CallRecord = robot.call(
+                    run_one_call, run_settings, sc, dest, on_entry=on_entry, on_client=on_client,
+                    clock=switch.clock.now, on_busy=lambda busy: pacer.busy() if busy else pacer.idle(), timeout=600)
             finally:
+                switch.call(_set_event_hook, switch.switch, None)
                 robot.stop()
             report, truth = report_with_truth(switch, record, wav.name)
             if truth is not None and on_truth is not None:
@@ -158,6 +162,10 @@ def report_with_truth(switch: SimSwitchThread, record: CallRecord, fixture: str,
     report = build_report(record, fixture=fixture, stream_start_s=truth["stream_start_s"] if truth else None,
                           truth_breaks=truth["breaks"] if truth else None)
     return report, truth
+
+
+def _set_event_hook(switch: Any, hook: Callable[[], None] | None) -> None:
+    switch.on_event_queued = hook
 
 
 def _clock_holder(clock: SimClock) -> Callable[[bool], None]:

@@ -7,7 +7,7 @@ no module below ``server.py`` imports it, and the imports run one way.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from callbot.config import SimSwitchSettings
 from callbot.esl.protocol import EslEvent
@@ -22,6 +22,7 @@ class SwitchHost(Protocol):
     settings: SimSwitchSettings
     clock: SimClock
     events: EventFactory
+    on_event_queued: Callable[[], None] | None
 
     def publish(self, event: EslEvent) -> None:
         """Offer an event to every ESL listener."""

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import uuid as uuidlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from callbot.config import SimSwitchSettings
 from callbot.esl.protocol import EslEvent
@@ -74,6 +74,9 @@ class SimSwitch:
                      if callees else CalleeDirectory(self.fixtures_dir, self.settings.answer_delay_ms))
         cdr = _unlisted(self.settings, "cdr", cdr)
         self.cdr = CdrFile(cdr) if cdr else None
+        # Told (on the switch's loop) each time an event is queued for a listener: a replay holds the clock
+        # until the robot has handled it (app.pacing), so the robot's reaction takes no call time.
+        self.on_event_queued: Callable[[], None] | None = None
         self.api = ApiCommands(self, self.registry, directory, self.cdr)
         self.connections: set[EslConnection] = set()
         self.esl_port = 0

@@ -22,14 +22,18 @@ def audio_base_url(settings: Settings) -> str:
 
 
 def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, checks: bool = True,
+                 call_uuid: str | None = None,
                  on_entry: Callable[[dict[str, Any]], None] | None = None,
                  on_client: Callable[[EslClient], None] | None = None,
-                 clock: Callable[[], float] | None = None) -> CallRecord:
+                 clock: Callable[[], float] | None = None,
+                 on_busy: Callable[[bool], None] | None = None) -> CallRecord:
     """Connect, run the start-up checks (StartupCheckError lists each failure with its fix), place one call.
 
     Must run in the robot's gevent thread (robot.gevent_thread.GeventThread). A failed audio
     server check does not stop the call: it goes on without barge-in and its record is flagged.
-    ``on_client`` sees the connected client (the fault tests use it to cut the connection).
+    ``on_client`` sees the connected client before the dial (the fault tests use it to cut the connection;
+    `callbot call` to end calls a killed run left up). ``call_uuid``: the call's uuid, chosen by the caller
+    (`callbot call` records the attempt under it before dialling).
     """
     client = EslClient(settings.esl)
     client.connect()
@@ -45,7 +49,8 @@ def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, ch
         if on_client is not None:
             on_client(client)
         session = CallSession(client, scenario, settings, destination, audio_url=audio_base_url(settings),
-                              on_entry=on_entry, clock=clock)
+                              call_uuid=call_uuid,
+                              on_entry=on_entry, clock=clock, on_busy=on_busy)
         if not audio_ok:
             session.flag("audio_server_check_failed", note="/healthz did not answer: expect no barge-in")
         return session.run()

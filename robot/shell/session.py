@@ -44,7 +44,8 @@ class CallSession:
     def __init__(self, switch: Switch, scenario: Any, settings: Settings, destination: str, *,
                  audio_url: str | None, call_uuid: str | None = None,
                  on_entry: Callable[[dict[str, Any]], None] | None = None,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None,
+                 on_busy: Callable[[bool], None] | None = None) -> None:
         self.switch = switch
         self.settings = settings
         self.speed = settings.robot.speed
@@ -54,6 +55,7 @@ class CallSession:
         self.uuid = self.call.uuid
         self.record: CallRecord = self.call.record
         self.queue = CallQueue(settings.robot.queue_max)
+        self.on_busy = on_busy  # told when events wait for the call and when it has handled them all
 
     def flag(self, name: str, **fields: Any) -> None:
         """Mark the call before it starts (e.g. a failed start-up check)."""
@@ -94,6 +96,8 @@ class CallSession:
             elif deadline is not None and now >= deadline:
                 self.call.handle(Deadline(), now)
             self._send_all()
+            if self.on_busy is not None and not self.queue:
+                self.on_busy(False)
 
     def _send_all(self) -> None:
         """Send every command the call asked for, in order; each reply goes straight back to the call."""
@@ -118,12 +122,17 @@ class CallSession:
                 _, waiter = self.switch.bgapi_async(line, timeout=timeout_s / self.speed)
                 waiter.rawlink(self._job_done)
 
+    def _put(self, event: object) -> None:
+        if self.on_busy is not None:
+            self.on_busy(True)
+        self.queue.put(event)
+
     def _job_done(self, result: Any) -> None:
         if result.successful():
-            self.queue.put(OriginateResult(result.value))
+            self._put(OriginateResult(result.value))
         else:
-            self.queue.put(OriginateResult(None, error=str(result.exception)))
+            self._put(OriginateResult(None, error=str(result.exception)))
 
     def _on_esl(self, event: EslEvent) -> None:
         """Dispatcher callback: translate and queue; never blocks, never does the work itself."""
-        self.queue.put(translate(event, self.uuid))
+        self._put(translate(event, self.uuid))

@@ -81,6 +81,8 @@ class EslConnection:
             return
         self._events.append(frame_event(payload, fmt))
         self._has_events.set()
+        if self.switch.on_event_queued is not None:
+            self.switch.on_event_queued()
 
     async def _pump(self) -> None:
         """Write queued events whenever no ``api`` is running on this connection."""
