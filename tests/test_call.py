@@ -97,8 +97,24 @@ def test_short_reply_over_the_greeting_is_not_taken_as_the_answer() -> None:
     h.play_stopped("done")
     assert h.call.sm.state is CallState.LISTENING
     assert h.call.record.replies == []
-    h.advance(6.0)  # the greeting's listening window passes in silence
-    assert h.call.record.replies == [{"step": "greeting", "outcome": "silence", "text": ""}]
+    h.advance(5.9)
+    assert h.call.record.replies == []  # the window stays open for the answer to the question
+    h.advance(0.2)  # ... and passes in silence: what was said over the greeting stands
+    assert h.call.record.replies == [{"step": "greeting", "outcome": "unknown", "text": "hello"}]
+
+
+def test_a_reply_in_the_window_wins_over_words_said_over_the_prompt() -> None:
+    h = playing_call()
+    h.audio(SpeechStarted(t=0.5))
+    h.audio(SpeechShort(t=1.1, duration_ms=600))
+    h.audio(Final(t=1.4, text="hello", start_s=0.5, end_s=1.1, avg_logprob=-0.3, no_speech_prob=0.1))
+    h.advance(9.0)
+    h.play_stopped("done")
+    h.advance(1.0)
+    h.audio(SpeechStarted(t=11.0))
+    h.audio(SpeechShort(t=11.4, duration_ms=400))
+    h.audio(Final(t=11.5, text="yes", start_s=11.0, end_s=11.4, avg_logprob=-0.1, no_speech_prob=0.0))
+    assert h.call.record.replies == [{"step": "greeting", "outcome": "yes", "text": "yes"}]
 
 
 # ---- the first prompt waits for CHANNEL_PARK ---------------------------------------------------

@@ -295,7 +295,7 @@ class Call:
         step = self.step
         assert step is not None
         if not barged:
-            self.reply.reset()  # words said over a prompt the caller let finish do not answer it
+            self.reply.prompt_finished()  # words said over it do not end the listening window at once
         if step.branches or (barged and step.next):
             self._go(S.LISTENING, f"prompt {step.name} ended")
             self.listen_started = self.now

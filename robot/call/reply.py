@@ -21,13 +21,22 @@ class ReplyCollector:
 
     final_wait_s: float
     texts: list[str] = field(default_factory=list)
+    said_over_prompt: list[str] = field(default_factory=list)  # words heard while the prompt played on
     speaking: bool = False
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
 
     def reset(self) -> None:
-        """A new step, or a prompt the caller did not interrupt: earlier words do not answer it (``speaking`` carries over)."""
-        self.texts, self.heard_speech, self.speech_ended_at = [], self.speaking, None
+        """A new step: earlier words belong to the previous one (``speaking`` carries over)."""
+        self.texts, self.said_over_prompt, self.heard_speech, self.speech_ended_at = [], [], self.speaking, None
+
+    def prompt_finished(self) -> None:
+        """The prompt played to its end: what was said over it does not close the listening window (the
+        question came after it), but stands as the reply if the window then passes in silence."""
+        self.said_over_prompt = self.said_over_prompt + self.texts
+        self.texts, self.heard_speech = [], self.speaking
+        if not self.speaking:
+            self.speech_ended_at = None
 
     def feed(self, event: AudioEvent, now: float) -> None:
         match event:
@@ -63,7 +72,7 @@ class ReplyCollector:
 
     def outcome(self, match: Callable[[str], str | None]) -> tuple[str, str]:
         """(intent | unknown | silence, text heard)."""
-        text = " ".join(self.texts).strip()
+        text = " ".join(self.texts or self.said_over_prompt).strip()
         if text:
             return match(text) or "unknown", text
         return ("unknown" if self.heard_speech else "silence"), ""
