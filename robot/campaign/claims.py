@@ -126,7 +126,7 @@ def renew(engine: Engine, campaign_id: int, runner_id: str, esl_host: str, call_
           now: datetime, lease_s: float) -> None:
     """Extend the leases of this runner's live calls, and its own."""
     until = now + timedelta(seconds=lease_s)
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         if call_uuids:
             s.execute(update(CallAttempt).where(CallAttempt.call_uuid.in_(list(call_uuids)),
                                                 CallAttempt.ended_at.is_(None)).values(lease_expires_at=until))
@@ -136,7 +136,7 @@ def renew(engine: Engine, campaign_id: int, runner_id: str, esl_host: str, call_
 def register_runner(engine: Engine, campaign_id: int, runner_id: str, esl_host: str, now: datetime,
                     lease_s: float, clock: dict | None) -> None:
     """This runner works the campaign (a write: it also proves the database takes writes before any dial)."""
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         _heartbeat(s, campaign_id, runner_id, esl_host, now, now + timedelta(seconds=lease_s), started=True)
         campaign = s.get(Campaign, campaign_id)
         assert campaign is not None
@@ -145,12 +145,12 @@ def register_runner(engine: Engine, campaign_id: int, runner_id: str, esl_host: 
 
 def set_clock(engine: Engine, campaign_id: int, clock: dict | None) -> None:
     """The run's clock, for `campaign status` (None: the wall clock)."""
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         s.execute(update(Campaign).where(Campaign.id == campaign_id).values(clock=clock))
 
 
 def unregister_runner(engine: Engine, campaign_id: int, runner_id: str, now: datetime, clock: dict | None) -> None:
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         s.execute(update(Runner).where(Runner.campaign_id == campaign_id, Runner.runner_id == runner_id)
                   .values(lease_expires_at=now, stopped_at=now))
         campaign = s.get(Campaign, campaign_id)
@@ -197,7 +197,7 @@ def in_flight(engine: Engine, campaign_id: int, esl_host: str, exclude: Sequence
 def close_orphan(engine: Engine, call_uuid: str, found: str, now: datetime, rules: CampaignSettings) -> bool:
     """Record a reconciled attempt as ``interrupted`` (``found``: ``gone``, or ``hung_up`` when it was still up
     and we ended it) and reschedule its contact; False if another runner closed it first."""
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         attempt = s.scalar(select(CallAttempt).where(CallAttempt.call_uuid == call_uuid))
         if attempt is None or attempt.ended_at is not None:
             return False

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from callbot.robot.campaign.importer import ParsedFile, Rejection
+from callbot.robot.store.engine import immediate
 from callbot.robot.store.models import Campaign, Contact, Dnc, utcnow
 
 CHUNK = 500  # numbers per IN (...) query
@@ -37,7 +38,7 @@ def create_campaign(engine: Engine, name: str, scenario: str, overrides: Mapping
     """A new campaign (draft); the name must be free."""
     if not name or len(name) > 200 or any(c in name for c in "\n\r\t"):
         raise CampaignError(f"campaign name {name!r}: 1 to 200 characters, one line")
-    with Session(engine, expire_on_commit=False) as s, s.begin():
+    with Session(immediate(engine), expire_on_commit=False) as s, s.begin():
         if s.scalar(select(Campaign.id).where(Campaign.name == name)) is not None:
             raise CampaignError(f"campaign {name!r} already exists (`callbot campaign status {name}`)")
         campaign = Campaign(name=name, scenario=scenario, settings=dict(overrides), paused=False, created_at=utcnow())
@@ -46,7 +47,7 @@ def create_campaign(engine: Engine, name: str, scenario: str, overrides: Mapping
 
 
 def set_paused(engine: Engine, name: str, paused: bool) -> Campaign:
-    with Session(engine, expire_on_commit=False) as s, s.begin():
+    with Session(immediate(engine), expire_on_commit=False) as s, s.begin():
         campaign = get_campaign(s, name)
         campaign.paused = paused
     return campaign
@@ -68,7 +69,7 @@ class ImportResult:
 def import_contacts(engine: Engine, name: str, parsed: ParsedFile) -> ImportResult:
     """Write the accepted rows in one transaction: new numbers only; numbers on DNC become ``dnc`` contacts."""
     result = ImportResult(rejected=list(parsed.rejected))
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         campaign = get_campaign(s, name)
         numbers = [r.number for r in parsed.rows]
         seen = _existing(s, select(Contact.number).where(Contact.campaign_id == campaign.id), Contact.number, numbers)

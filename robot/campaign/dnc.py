@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from callbot.robot.campaign.importer import DncRow, Rejection
+from callbot.robot.store.engine import immediate
 from callbot.robot.store.models import Contact, Dnc, utcnow
 from callbot.robot.store.records import add_dnc
 
@@ -23,7 +24,7 @@ class DncChange:
 
 def add_numbers(engine: Engine, numbers: Iterable[str], source: str) -> DncChange:
     out = DncChange()
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         now = utcnow()
         for number in dict.fromkeys(numbers):
             (out.changed if add_dnc(s, number, source, now) else out.unchanged).append(number)
@@ -33,7 +34,7 @@ def add_numbers(engine: Engine, numbers: Iterable[str], source: str) -> DncChang
 def remove_numbers(engine: Engine, numbers: Iterable[str]) -> DncChange:
     """Take numbers off the list; contacts that were ``dnc`` only because of it become dialable again."""
     out = DncChange()
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         for number in dict.fromkeys(numbers):
             gone = s.execute(delete(Dnc).where(Dnc.number == number)).rowcount
             (out.changed if gone else out.unchanged).append(number)
@@ -57,7 +58,7 @@ class DncImport:
 def import_rows(engine: Engine, rows: list[DncRow], rejected: list[Rejection], default_source: str) -> DncImport:
     """All accepted rows in one transaction; numbers already listed (or twice in the file) count as duplicates."""
     out = DncImport(rejected=list(rejected))
-    with Session(engine) as s, s.begin():
+    with Session(immediate(engine)) as s, s.begin():
         now = utcnow()
         for row in rows:
             if add_dnc(s, row.number, row.source or default_source, now):

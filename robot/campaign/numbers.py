@@ -28,14 +28,14 @@ def check_region(region: str | None) -> str | None:
 
 def to_e164(text: str, region: str | None = None) -> str:
     """``text`` as E.164 (``+14155550123``); national numbers need ``region``. Raises NumberError."""
-    raw = (text or "").strip()
+    raw = " ".join((text or "").split())  # a value quoted over two lines, tabs, doubled spaces
     if not raw:
         raise NumberError("empty")
     try:
         parsed = phonenumbers.parse(raw, region)
     except phonenumbers.NumberParseException as exc:
         hint = "" if raw.startswith("+") or region else " (a national number needs --region)"
-        raise NumberError(f"{exc._msg}{hint}") from None
+        raise NumberError(f"{str(exc).split(') ', 1)[-1]}{hint}") from None
     if not phonenumbers.is_valid_number(parsed):
         raise NumberError("not a valid number for its country")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

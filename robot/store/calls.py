@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from callbot.robot.store.engine import make_engine
+from callbot.robot.store.engine import immediate, make_engine
 from callbot.robot.store.models import CallAttempt, CallEvent, Transcript, utcnow
 from callbot.robot.store.schema import ensure_schema
 
@@ -32,7 +32,7 @@ class Store:
     def record_call(self, report: dict[str, Any], destination: str, scenario: str,
                     contact_id: int | None = None) -> int:
         """Store one call's report (robot.report.build_report) with its timeline and finals; returns its id."""
-        with Session(self.engine) as s, s.begin():
+        with Session(immediate(self.engine)) as s, s.begin():
             attempt = CallAttempt(
                 call_uuid=report["call_uuid"], contact_id=contact_id, destination=destination, scenario=scenario,
                 disposition=report["disposition"], amd=report["amd"], amd_cause=report.get("amd_cause"),

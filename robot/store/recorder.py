@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from callbot.robot.store import records
-from callbot.robot.store.engine import explain, is_unavailable
+from callbot.robot.store.engine import explain, immediate, is_unavailable
 from callbot.robot.store.journal import Journal, ReplayResult
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,11 @@ class CallRecorder:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:  # while the database is down, wake up to replay the journal even if no call writes
+                first = self._queue.get(timeout=None if self.db_ok else self.retry_s)
+            except queue.Empty:
+                self._try_recover()
+                continue
             if first is None:
                 return
             batch = [first]
@@ -122,7 +126,7 @@ class CallRecorder:
                 future.set_result(where)
 
     def _apply(self, recs: list[dict[str, Any]]) -> None:
-        with Session(self.engine) as session, session.begin():
+        with Session(immediate(self.engine)) as session, session.begin():
             records.apply(session, recs)
 
     def _apply_journal(self, recs: list[dict[str, Any]]) -> None:
