@@ -24,23 +24,32 @@ from callbot.config import ConfigError
 @click.option("--model", default=None, help="CTranslate2 Whisper directory or model name (default: tiny.en, packaged).")
 @click.option("--language", default=None, help="Transcription language (a non-English one needs a multilingual model).")
 @click.option("--no-stt", is_flag=True, help="Barge-in, AMD and beep only: load no Whisper model.")
+@click.option("--workers", type=int, default=None,
+              help="Worker processes on the port, each with its own model (default: audio_server.workers, "
+                   "else one per CPU).")
 @click.option("--insecure-no-token", is_flag=True,
               help="Listen on a non-loopback address without a token (refused otherwise).")
 @click.pass_obj
 def audio_server(obj: CliContext, host: str | None, port: int | None, token: str | None,
                  max_streams: int | None, idle_timeout: float | None, metrics_port: int | None,
-                 model: str | None, language: str | None, no_stt: bool, insecure_no_token: bool) -> None:
-    """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM."""
-    from callbot.audio_server.server import ListenError, serve_until_signal
+                 model: str | None, language: str | None, no_stt: bool, workers: int | None,
+                 insecure_no_token: bool) -> None:
+    """Serve mod_audio_stream WebSockets on ws://HOST:PORT/stream/<uuid> until SIGINT/SIGTERM.
+
+    N worker processes share the port (SO_REUSEPORT) under a supervisor that restarts a dead one;
+    /healthz (on the port) and /metrics (on --metrics-port, with /healthz) speak for all of them."""
+    from callbot.audio_server.server import ListenError
+    from callbot.audio_server.serve.supervisor import serve_workers
 
     settings = obj.settings(**{"audio_server.host": host, "audio_server.port": port,
                                "audio_server.token": token, "audio_server.max_streams": max_streams,
                                "audio_server.idle_timeout_s": idle_timeout,
                                "audio_server.metrics_port": metrics_port, "stt.model": model,
                                "stt.language": language, "stt.enabled": False if no_stt else None,
+                               "audio_server.workers": workers,
                                "audio_server.insecure_no_token": True if insecure_no_token else None})
     try:
-        asyncio.run(serve_until_signal(settings))
+        serve_workers(settings, json_logs=obj.json_logs, verbose=obj.verbose)
     except (ConfigError, ListenError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -1,11 +1,19 @@
-"""Prometheus metrics of the audio server's speech recognition, and the HTTP endpoint that exposes them."""
+"""Prometheus metrics of the audio server (speech recognition, streams, worker processes) and their endpoints.
+
+With several worker processes (``callbot.audio_server.workers``) the metrics add up across them
+in prometheus_client's multiprocess mode: each worker writes its values to files in a directory
+the supervisor owns, and the supervisor's ``/metrics`` reads them all. A dead worker's counters
+stay counted after its restart; its gauges go (``livesum``).
+"""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, generate_latest,
+                               start_http_server)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 _LATENCY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 _RTF_BUCKETS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
@@ -29,8 +37,10 @@ class SttMetrics:
     @classmethod
     def create(cls, registry: CollectorRegistry) -> "SttMetrics":
         return cls(
-            queue_depth=Gauge("callbot_stt_queue_depth", "Decode jobs waiting for a worker.", registry=registry),
-            in_flight=Gauge("callbot_stt_in_flight", "Decodes running now.", registry=registry),
+            queue_depth=Gauge("callbot_stt_queue_depth", "Decode jobs waiting for a worker.", registry=registry,
+                              multiprocess_mode="livesum"),
+            in_flight=Gauge("callbot_stt_in_flight", "Decodes running now.", registry=registry,
+                            multiprocess_mode="livesum"),
             decode_seconds=Histogram(
                 "callbot_stt_decode_seconds", "Wall time of one Whisper decode.", ["kind"],
                 buckets=_LATENCY_BUCKETS, registry=registry,
@@ -62,17 +72,71 @@ class SttMetrics:
         )
 
 
-_default: SttMetrics | None = None
+@dataclass(frozen=True)
+class StreamMetrics:
+    """Streams of one server process: live now and opened since it started."""
+
+    live: Gauge
+    opened: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "StreamMetrics":
+        return cls(
+            live=Gauge("callbot_audio_streams_live", "Streams open now.", registry=registry,
+                       multiprocess_mode="livesum"),
+            opened=Counter("callbot_audio_streams_opened", "Streams accepted since the server started.",
+                           registry=registry),
+        )
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """The supervisor's own metrics: worker processes serving and restarts."""
+
+    listening: Gauge
+    restarts: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> "WorkerMetrics":
+        return cls(
+            listening=Gauge("callbot_audio_workers_listening", "Worker processes serving the stream port.",
+                            registry=registry),
+            restarts=Counter("callbot_audio_worker_restarts", "Worker processes restarted after they died.",
+                             registry=registry),
+        )
+
+
+_defaults: dict[type, object] = {}
 _default_lock = threading.Lock()
 
 
-def default_metrics() -> SttMetrics:
-    """The process's metrics in prometheus_client's default registry (created on first use)."""
-    global _default
+def _default(kind: type) -> object:
     with _default_lock:
-        if _default is None:
-            _default = SttMetrics.create(REGISTRY)
-        return _default
+        if kind not in _defaults:
+            _defaults[kind] = kind.create(REGISTRY)
+        return _defaults[kind]
+
+
+def default_metrics() -> SttMetrics:
+    """The process's STT metrics in prometheus_client's default registry (created on first use)."""
+    return _default(SttMetrics)  # type: ignore[return-value]
+
+
+def default_stream_metrics() -> StreamMetrics:
+    """The process's stream metrics in prometheus_client's default registry (created on first use)."""
+    return _default(StreamMetrics)  # type: ignore[return-value]
+
+
+def workers_exposition(multiprocess_dir: str, own: CollectorRegistry) -> bytes:
+    """``/metrics`` of a multi-process server: every worker's values summed, then the supervisor's ``own``."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiprocess_dir)
+    return generate_latest(registry) + generate_latest(own)
+
+
+def forget_process(pid: int, multiprocess_dir: str) -> None:
+    """Drop a dead worker's live gauges (its counters and histograms stay counted)."""
+    mark_process_dead(pid, multiprocess_dir)
 
 
 def start_metrics_server(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> int:
