@@ -16,6 +16,9 @@ Categories (sidecar ``category``):
 - ``echo``: the robot's own prompt (prompts_audio/) band-limited to 300-3400 Hz, 6-20 dB below it
   (ERL), 20-300 ms late; the sidecar's ``playback`` says when the robot started it (the marker).
 - ``doubletalk``: the same echo with a caller talking over it; must barge in at the caller's onset.
+- ``overprompt``: a caller talking while the robot's prompt plays (the marker is sent) on a line that
+  returns no echo (digital, or echo-cancelled upstream): the echo gate must not mistake the caller
+  for an echo it has not heard; must barge in at the caller's onset.
 
 Only the clean version is written (FLAC, 16 kHz mono); `callbot eval` derives the -42 dBFS hiss and
 the -15 dB quiet versions from it with a seeded generator. Sidecars follow DESIGN section 5 plus
@@ -411,6 +414,29 @@ def doubletalk_fixtures(rng: np.random.Generator, callers: list[tuple[np.ndarray
     return out
 
 
+def overprompt_fixtures(rng: np.random.Generator) -> list:
+    """Callers (espeak-ng voices not used by doubletalk, and real words) over a prompt that has no echo."""
+    out = []
+    voices = SENTENCES[8:14] + SENTENCES[18:20] + SENTENCES[26:28]
+    for i in range(12):
+        prompt = ECHO_PROMPTS[(i + 1) % len(ECHO_PROMPTS)]
+        if i < len(voices):
+            voice_name, text = voices[i]
+            voice, source = espeak(text, voice_name, 170)[: int(3.0 * RATE)], f"espeak-ng:{voice_name}"
+        else:
+            (voice, source), text = real_words(["nl", "it"][i % 2], 4, rng), ""
+        voice = level(voice, float(rng.uniform(-26, -17)))
+        if i % 2:
+            voice = phone_band(voice)
+        onset = MARKER_S + float(rng.uniform(0.4, 2.5))
+        samples = place(onset + len(voice) / RATE + 0.5, [(onset, voice)])
+        out.append((f"overprompt_{i:02d}_{prompt}", samples, {
+            "speech": spans(voice, onset), "transcript": text, "category": "overprompt",
+            "expect": {"barge_in": True}, "playback": [{"file": f"en/16000/{prompt}.wav", "start_s": MARKER_S}],
+            "source": f"prompts_audio:en/16000/{prompt}.wav playing, no echo; caller {source}"}))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "tests" / "fixtures" / "eval")
@@ -424,6 +450,7 @@ def main() -> None:
         x, source = real_words(lang, 4, rng)
         callers.append((x, source, ""))
     fixtures += doubletalk_fixtures(rng, callers)
+    fixtures += overprompt_fixtures(np.random.default_rng(SEED + 2))  # its own stream: the others stay as they were
     args.out.mkdir(parents=True, exist_ok=True)
     for old in args.out.glob("*.flac"):
         old.unlink()

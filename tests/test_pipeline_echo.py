@@ -54,6 +54,31 @@ def test_a_caller_talking_over_the_echo_barges_in_at_their_own_onset(name: str, 
     assert len(found) == 1 and abs(found[0].onset_s - truth) < tolerance_s, (found, truth)
 
 
+@pytest.mark.parametrize("name", ["overprompt_00_callback", "overprompt_05_confirmed", "overprompt_09_repeat"])
+def test_a_caller_over_a_prompt_on_a_line_without_echo_barges_in_at_their_onset(name: str) -> None:
+    """The marker says the prompt plays, but the line returns none of it: the gate must learn that
+    (its bound) instead of taking the caller for the worst echo it could imagine."""
+    truth = json.loads((EVAL / f"{name}.json").read_text())["speech"][0][0]
+    found = barge_ins(name)
+    assert len(found) == 1 and abs(found[0].onset_s - truth) < 0.1, (found, truth)
+
+
+def test_the_bound_learnt_on_a_silent_line_caps_the_worst_case_and_rises_only_slowly() -> None:
+    rng = np.random.default_rng(5)
+    prompt = (rng.standard_normal(3 * 16000) * 3000).astype(np.int16)
+    gate = EchoGate(16000)
+    gate.start(PromptBands.of(prompt, 16000), 0)
+    hiss = (rng.standard_normal(16000 * 2) * 3).astype(np.int16)  # the line: hiss, no echo at all
+    for i in range(0, len(hiss), 320):
+        gate.judge(hiss[i:i + 320], i)
+    assert gate.bound is not None and float(np.max(gate.bound)) < 1e-4  # more than 40 dB below the prompt
+    before = gate.bound.copy()
+    loud = (rng.standard_normal(16000) * 3000).astype(np.int16)  # then a caller as loud as the prompt, 1 s
+    verdicts = [gate.judge(loud[i:i + 320], 32000 + i) for i in range(0, len(loud), 320)]
+    assert all(v.caller for v in verdicts)
+    assert np.all(gate.bound <= before * 10 ** (3.2 / 10) + 1e-12)  # at most 3 dB per second
+
+
 def test_the_gate_learns_the_delay_and_gain_of_the_path() -> None:
     rng = np.random.default_rng(3)
     t = np.arange(3 * 16000) / 16000

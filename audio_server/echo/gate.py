@@ -8,8 +8,16 @@ learnt while the prompt plays, from the last second of frames:
 - **gain and short filter**: per band, a low percentile of line/prompt energy ratios (a band's
   gain is the magnitude of the path's filter there); the caller's voice only ever adds energy, so
   a low percentile ignores double talk.
-Before the path is known the gate assumes the worst echo (``prelock_gain_db``, any delay). The
-predicted echo takes the prompt's loudest row within ``slack_ms`` of the delay, so a marker one
+Before the path is known the gate assumes the worst echo (``prelock_gain_db``, any delay), capped
+by what the line has shown it can return at most:
+- **bound**: per band, whatever the delay, the echo's gain is at most the typical (geometric mean)
+  line/prompt ratio at that delay over frames where the prompt is loud, so the largest of those
+  over all delays bounds it. A line with no echo (digital, or cancelled upstream) shows a bound
+  far below the prompt within about a second, and a caller talking over the prompt then counts
+  from their first frame instead of being taken for an echo that was never heard. The bound
+  holds for the call (it may rise ``bound_rise_db_per_s``, so a caller's own speech barely moves
+  it) and also caps a locked path's gains. Delays the history cannot test yet leave it open.
+The predicted echo takes the prompt's loudest row within ``slack_ms`` of the delay, so a marker one
 frame off, or a pause that lands a few ms late, is still covered. The frame is the caller's when
 at least ``caller_ratio`` of its energy is left once the predicted echo (times ``margin_db``) and the
 line's noise are taken out. Double talk therefore counts from the caller's own first frame.
@@ -40,6 +48,8 @@ class EchoSettings:
     caller_ratio: float = 0.15  # share of the frame's energy left over that makes it the caller's
     gain_percentile: float = 30.0
     pause_latency_ms: int = 45  # a pause or resume marker takes effect this late (41-52 ms measured)
+    bound_min_frames: int = 10  # loud prompt frames a delay needs before the bound counts it
+    bound_rise_db_per_s: float = 3.0  # the bound may rise this fast (it falls at once)
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,8 @@ class EchoGate:
         self._estimate_every = max(1, s.estimate_every_ms // 20)
         self._max_delay = s.max_delay_ms * rate // 1000
         self._noise: np.ndarray | None = None
+        self.bound: np.ndarray | None = None  # per band: the most the line has shown it returns (see above)
+        self._bound_at = 0  # stream sample of the last bound update
         self._reset_path()
 
     def _reset_path(self) -> None:
@@ -116,10 +128,13 @@ class EchoGate:
         noise = self._noise if self._noise is not None else np.zeros_like(y)
         self._remember(y, start)
         if self.delay is None or self.gains is None:
-            echo = 10 ** (s.prelock_gain_db / 10) * self._reference(start, 0, self._max_delay).max(axis=0)
+            gain = 10 ** (s.prelock_gain_db / 10)
+            gain = gain if self.bound is None else np.minimum(gain, self.bound)
+            echo = gain * self._reference(start, 0, self._max_delay).max(axis=0)
         else:
             slack = s.slack_ms * self.rate // 1000
-            echo = self.gains * self._reference(start, self.delay - slack, self.delay + slack).max(axis=0)
+            gains = self.gains if self.bound is None else np.minimum(self.gains, self.bound)
+            echo = gains * self._reference(start, self.delay - slack, self.delay + slack).max(axis=0)
         left = np.maximum(0.0, y - 10 ** (s.margin_db / 10) * echo - 2.0 * noise)
         ratio = float(left.sum() / max(float(y.sum()), 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
@@ -168,6 +183,7 @@ class EchoGate:
         rows = self._rows(starts[:, None] - delays[None, :])  # (frames, delays)
         if not np.any(rows >= 0):
             return
+        self._update_bound(rows[:, ::2], np.array(self._hist_y), int(starts[-1]))
         silence = len(prompt.coarse_log) - 1
         lr = prompt.coarse_log[np.where(rows >= 0, rows, silence)]  # (f, d, 4)
         y = np.array(self._hist_y)  # (f, b)
@@ -191,3 +207,26 @@ class EchoGate:
             gains = np.nanpercentile(ratios, self.settings.gain_percentile, axis=0)
         fallback = float(np.nanmedian(gains)) if np.any(np.isfinite(gains)) else 10 ** (self.settings.prelock_gain_db / 10)
         self.gains = np.where(np.isfinite(gains), gains, fallback).astype(np.float32)
+
+    def _update_bound(self, rows: np.ndarray, y: np.ndarray, now: int) -> None:
+        """Fold the history into ``bound``: per band, the largest over delays of the typical line/prompt ratio.
+
+        ``rows``: (frames, delays) prompt rows (-1: nothing played at that delay), ``y``: (frames, bands).
+        """
+        assert self.prompt is not None
+        s = self.settings
+        bands = self.prompt.bands
+        ref = bands[np.maximum(rows, 0)]  # (frames, delays, bands)
+        loud = (rows >= 0)[:, :, None] & (ref > 1e-2 * max(float(bands.max()), 1.0))
+        count = loud.sum(axis=0)  # (delays, bands)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_ratio = np.where(loud, np.log(np.maximum(y[:, None, :], 1e-3) / np.maximum(ref, 1e-6)), 0.0)
+            typical = np.exp(log_ratio.sum(axis=0) / np.maximum(count, 1))
+        typical = np.where(count >= s.bound_min_frames, typical, np.inf)  # a delay not tested yet: no bound
+        fresh = typical.max(axis=0).astype(np.float32)
+        if self.bound is None:
+            self.bound = fresh
+        else:
+            rise = 10 ** (s.bound_rise_db_per_s * max(0, now - self._bound_at) / self.rate / 10)
+            self.bound = np.minimum(self.bound * np.float32(rise), fresh)
+        self._bound_at = now
