@@ -17,7 +17,10 @@ Options, as channel variables in ``{}`` (``sim_<name>=...``) or as a query suffi
 - ``hangup_cause``: cause of a callee hangup (default NORMAL_CLEARING);
 - ``dtmf=<digits>@<seconds>[;…]``: the callee presses keys, e.g. ``dtmf=9@4.5`` or ``dtmf=12@3;#@8``.
   The switch receives each digit (RFC 2833, a DTMF event) at that call time; further digits of a
-  group follow ``DTMF_SPACING_S`` apart.
+  group follow ``DTMF_SPACING_S`` apart;
+- ``echo_db=<dB>`` (-60..0) and ``echo_delay_ms`` (0..1000, default ``DEFAULT_ECHO_DELAY_MS``): the
+  line returns the robot's playback into the callee's audio, this far below it and this late,
+  band-limited to 300-3400 Hz (``media.line_echo``), e.g. ``echo_db=-12&echo_delay_ms=120``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 _CAUSE = re.compile(r"^[A-Za-z_]{2,40}$")
-_OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause", "dtmf")
+_OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause", "dtmf",
+            "echo_db", "echo_delay_ms")
+DEFAULT_ECHO_DELAY_MS = 120.0
 DTMF_DIGITS = "0123456789*#ABCD"
 DTMF_SPACING_S = 0.3  # between the digits of one group: a 250 ms tone and a 50 ms gap
 
@@ -55,6 +60,8 @@ class CalleeSpec:
     hangup_at_end: bool = False
     hangup_cause: str = "NORMAL_CLEARING"
     dtmf: tuple[tuple[float, str], ...] = ()  # (call time, digit), in time order
+    echo_db: float | None = None  # line echo of the robot's playback, dB relative to it (None: no echo)
+    echo_delay_ms: float = DEFAULT_ECHO_DELAY_MS
 
 
 def _bool(value: str, name: str) -> bool:
@@ -80,6 +87,25 @@ def _number(value: str, name: str) -> float:
     if not 0 <= x <= 86400:
         raise DialError("INVALID_URL", f"option {name}={value!r} is out of range 0..86400")
     return x
+
+
+def _echo(opts: dict[str, str]) -> tuple[float | None, float]:
+    """``echo_db`` and ``echo_delay_ms``: a level -60..0 dB and a delay 0..1000 ms; a delay alone is refused."""
+    if "echo_db" not in opts:
+        if "echo_delay_ms" in opts:
+            raise DialError("INVALID_URL", "option echo_delay_ms needs echo_db (the echo's level, e.g. echo_db=-12)")
+        return None, DEFAULT_ECHO_DELAY_MS
+    try:
+        level = float(opts["echo_db"])
+    except ValueError:
+        level = float("nan")
+    if not -60 <= level <= 0:
+        raise DialError("INVALID_URL", f"option echo_db={opts['echo_db']!r}: the echo's level in dB below the "
+                                       "playback, -60..0 (e.g. -12)")
+    delay = _number(opts.get("echo_delay_ms", str(DEFAULT_ECHO_DELAY_MS)), "echo_delay_ms")
+    if delay > 1000:
+        raise DialError("INVALID_URL", f"option echo_delay_ms={delay:g} is out of range 0..1000")
+    return level, delay
 
 
 def _dtmf(value: str) -> tuple[tuple[float, str], ...]:
@@ -127,6 +153,7 @@ def parse_dial(dial: str, variables: dict[str, str], fixtures_dir: Path | None,
             raise DialError("INVALID_URL", f"unknown fixture option {k!r}; known: {', '.join(_OPTIONS)}")
         opts[k] = v
     wav = resolve_fixture(path, fixtures_dir)
+    echo_db, echo_delay_ms = _echo(opts)
     return CalleeSpec(
         destination=wav.stem,
         wav=wav,
@@ -137,4 +164,6 @@ def parse_dial(dial: str, variables: dict[str, str], fixtures_dir: Path | None,
         hangup_at_end=_bool(opts.get("hangup_at_end", "false"), "hangup_at_end"),
         hangup_cause=_cause(opts.get("hangup_cause", "NORMAL_CLEARING"), "hangup_cause"),
         dtmf=_dtmf(opts.get("dtmf", "")),
+        echo_db=echo_db,
+        echo_delay_ms=echo_delay_ms,
     )

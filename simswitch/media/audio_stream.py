@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from callbot.simswitch.host import SwitchHost
+from callbot.simswitch.media.line_echo import LineEcho
 from callbot.simswitch.media.ws_client import WsClient
 from callbot.simswitch.media.ws_frames import WsError, WsUrl, extra_headers
 
@@ -48,7 +49,11 @@ def _compact(obj: object) -> str:
 
 
 class TappedChannel(Protocol):
-    """What the media bug needs of the channel it is attached to (``calls.channel.Channel`` has it)."""
+    """What the media bug needs of the channel it is attached to (``calls.channel.Channel`` has it).
+
+    For a line echo it also reads, when present, ``spec`` (the callee: ``echo_db``, ``echo_delay_ms``)
+    and ``prompts`` (the PromptQueue whose last written frame comes back as echo).
+    """
 
     uuid: str
     variables: dict[str, str]
@@ -84,6 +89,7 @@ class AudioStream:
             maxlen=max(1, int(s.bug_buffer_max_s * 50)))
         self._texts: list[tuple[float, str]] = []
         self._temp_files: list[str] = []
+        self.line_echo = _line_echo(channel, rate)
         self.client = WsClient(url, handshake_timeout=s.ws_handshake_timeout_s, close_timeout=s.ws_close_timeout_s,
                                queue_max=s.ws_queue_max, max_message=s.ws_max_message_bytes,
                                extra_headers=extra_headers(channel.variables.get("STREAM_EXTRA_HEADERS")),
@@ -169,6 +175,10 @@ class AudioStream:
 
     def on_media(self, read: np.ndarray, write: np.ndarray | None) -> None:
         """One 20 ms tick of callee (``read``) and robot (``write``) audio at the stream rate."""
+        if self.line_echo is not None:  # the far end returns the playback whether or not we listen
+            prompts = getattr(self.channel, "prompts", None)
+            written = write if write is not None or prompts is None else prompts.written_frame(self.rate)
+            read = self.line_echo.add(read, written)
         if self.paused or not self.bug_attached or self.client.state in ("closing", "closed"):
             return
         if self.mix == "mono":
@@ -224,3 +234,14 @@ class AudioStream:
         self._temp_files.append(path)
         data["file"] = path
         return _compact(data)
+
+
+def _line_echo(channel: TappedChannel, rate: int) -> LineEcho | None:
+    """The callee's line echo, when its dial string asked for one (recorded in the call's truth)."""
+    spec = getattr(channel, "spec", None)
+    level_db = getattr(spec, "echo_db", None)
+    if level_db is None:
+        return None
+    delay_ms = float(getattr(spec, "echo_delay_ms", 0.0))
+    channel.record("line_echo", level_db=level_db, delay_ms=delay_ms)
+    return LineEcho(rate, level_db, delay_ms)

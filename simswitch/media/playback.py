@@ -177,6 +177,7 @@ class PromptQueue:
         self.start_s = start_s  # broadcast to PLAYBACK_START while the callee sends audio
         self._break_at: float | None = None  # virtual time the uuid_break arrived
         self._fileman: list[tuple[float, str]] = []  # (effective virtual time, command)
+        self._written: tuple[Prompt, tuple[int, int] | None] | None = None  # the last frame written
 
     def enqueue(self, path: str, arrived: float) -> bool:
         """Queue a file; False if the queue is full."""
@@ -256,6 +257,16 @@ class PromptQueue:
         None when nothing plays (a parked channel writes nothing); silence while paused."""
         cur = self.current
         if cur is None:
+            self._written = None
             return None
         span = cur.advance()
+        self._written = (cur, span)
         return cur.frame(rate, span) if rate else None
+
+    def written_frame(self, rate: int) -> np.ndarray | None:
+        """The audio the last ``write_frame`` wrote, at ``rate`` (a line echo needs it); None if nothing."""
+        written = self._written
+        if written is None:
+            return None
+        prompt, span = written
+        return prompt.frame(rate, span)
