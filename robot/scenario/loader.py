@@ -28,12 +28,20 @@ its intent, or goes on to ``next``, or ends the call with a ``disposition``::
     on = { yes = "confirm", no = "goodbye", later = "later", stop = "remove", default = "repeat" }
 
 Outcomes a listening step branches on: the intents, ``unknown`` (a reply without a known
-intent) and ``silence`` (no reply in the window); ``default`` covers any not named. Loading
-reports every error at once, each with its location (``file: steps.<name>.<key>``).
+intent) and ``silence`` (no reply in the window); ``default`` covers any not named.
+
+Optional in ``[scenario]``: ``max_call_s`` (the call's longest length from the answer; at most the
+robot's ``robot.max_call_s``, which applies when it is not given) and ``on_audio_lost`` (``continue``
+without barge-in, or ``hangup``) for a call whose audio stream is lost and cannot be restarted.
+
+Loading reports every error at once, each with its location (``file:line: steps.<name>.<key>``),
+and refuses what would fail only in a call (robot.scenario.checks): prompt paths the switch cannot
+play, loops that no reply can leave, a ``max_call_s`` too short for the quickest way through.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,20 +52,26 @@ import soundfile
 from callbot.audio_format import DEFAULT_RATE, RATES
 from callbot.resources import bundled_folder
 from callbot.resources import prompts_dir as prompts_dir_default
+from callbot.robot.esl.commands import MAX_CALL_LIMIT_S
+from callbot.robot.scenario.checks import located, loop_problems, prompt_problems, shortest_run
 from callbot.robot.scenario.intents import INTENTS, IntentMatcher
 
 OUTCOMES: tuple[str, ...] = (*INTENTS, "unknown", "silence")
 MACHINE_ACTIONS = ("hangup", "leave_message")
 NOTSURE_ACTIONS = ("human", "machine")
 BARGE_IN_MODES = ("break", "pause")
+AUDIO_LOST_ACTIONS = ("continue", "hangup")
+# what the audio stream's metadata (JSON on the switch's command line) and the timeline carry unescaped
+_NAME = re.compile(r"^[\w .+-]{1,100}$")
 
 
 class ScenarioError(ValueError):
     """A scenario that cannot run; the message lists every problem with its location."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], lines: list[int | None] | None = None) -> None:
         self.problems = problems
-        lines = "\n".join(f"  {source}: {p}" for p in problems)
+        self.lines = lines or [None] * len(problems)
+        lines = "\n".join(f"  {source}{'' if n is None else f':{n}'}: {p}" for p, n in zip(problems, self.lines))
         super().__init__(f"scenario {source} has {len(problems)} error(s):\n{lines}")
 
 
@@ -104,6 +118,8 @@ class Scenario:
     voicemail: Voicemail
     intents: IntentMatcher
     source: Path
+    max_call_s: float | None = None  # None: the robot's robot.max_call_s
+    on_audio_lost: str = "continue"  # continue (without barge-in) | hangup, once the stream cannot be restarted
 
     def step(self, name: str) -> Step:
         return self.steps[name]
@@ -119,21 +135,25 @@ class _Checker:
              default: Any = ..., allow_none: bool = False) -> Any:
         if key not in table:
             if default is ...:
-                self.problems.append(f"{where}.{key}: missing (required)")
+                self.problems.append(f"{_dot(where, key)}: missing (required)")
             return None if default is ... else default
         value = table[key]
         if isinstance(value, bool) and kind in (int, float, (int, float)):
-            self.problems.append(f"{where}.{key}: expected a number, got {value!r}")
+            self.problems.append(f"{_dot(where, key)}: expected a number, got {value!r}")
             return None
         if not isinstance(value, kind):
             names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            self.problems.append(f"{where}.{key}: expected {names}, got {value!r}")
+            self.problems.append(f"{_dot(where, key)}: expected {names}, got {value!r}")
             return None
         return value
 
     def unknown_keys(self, table: Mapping[str, Any], known: set[str], where: str) -> None:
         for key in sorted(set(table) - known):
-            self.problems.append(f"{where}.{key}: unknown key; known keys: {', '.join(sorted(known))}")
+            self.problems.append(f"{_dot(where, key)}: unknown key; known keys: {', '.join(sorted(known))}")
+
+
+def _dot(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
 
 
 def bundled_scenario(name: str = "survey_en") -> Path:
@@ -141,26 +161,50 @@ def bundled_scenario(name: str = "survey_en") -> Path:
     return bundled_folder("callbot.robot.scenario", "bundled") / f"{name}.toml"
 
 
-def load_scenario(path: str | Path, rate: int = DEFAULT_RATE, prompts_dir: str | Path | None = None) -> Scenario:
-    """Read and validate a scenario; raise ScenarioError listing every problem (never fails later, in a call)."""
+def load_scenario(path: str | Path, rate: int = DEFAULT_RATE, prompts_dir: str | Path | None = None, *,
+                  max_call_s: float | None = None) -> Scenario:
+    """Read and validate a scenario; raise ScenarioError listing every problem (never fails later, in a call).
+
+    ``max_call_s`` is the robot's own limit (robot.max_call_s): the scenario's may not exceed it.
+    """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except FileNotFoundError:
         raise ScenarioError(str(path), ["file does not exist; pass --scenario with an existing .toml"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(path), [f"cannot be read as UTF-8 text: {exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(str(path), [f"not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ScenarioError(str(path), ["not valid TOML: nested too deeply"]) from None
     if rate not in RATES:
         raise ScenarioError(str(path), [f"prompt rate {rate} is not one of {RATES}"])
-    return _build(data, path, rate, Path(prompts_dir) if prompts_dir else prompts_dir_default())
+    try:
+        return _build(data, path, rate, Path(prompts_dir) if prompts_dir else prompts_dir_default(),
+                      MAX_CALL_LIMIT_S if max_call_s is None else max_call_s)
+    except ScenarioError as exc:
+        raise ScenarioError(str(path), exc.problems, located(exc.problems, text)) from None
 
 
-def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path) -> Scenario:
+def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path, max_call_limit_s: float) -> Scenario:
     c = _Checker()
     c.unknown_keys(data, {"scenario", "voicemail", "intents", "steps"}, "")
     head = c.need(data, "scenario", dict, "", default={}) or {}
-    c.unknown_keys(head, {"name", "language", "start", "audio_dir"}, "scenario")
+    c.unknown_keys(head, {"name", "language", "start", "audio_dir", "max_call_s", "on_audio_lost"}, "scenario")
     name = c.need(head, "name", str, "scenario", default=path.stem)
+    if name is not None and not _NAME.fullmatch(name):
+        c.problems.append(f"scenario.name: {name[:60]!r} must be 1-100 letters, digits, spaces or _ . + - "
+                          "(it travels unescaped in the stream metadata and the timeline)")
+    max_call_s = c.need(head, "max_call_s", (int, float), "scenario", default=None)
+    if max_call_s is not None and not 0 < max_call_s <= max_call_limit_s:
+        c.problems.append(f"scenario.max_call_s: {max_call_s} is outside (0, {max_call_limit_s:g}] seconds; "
+                          "the robot's robot.max_call_s is the most a scenario may ask for")
+        max_call_s = None
+    on_audio_lost = c.need(head, "on_audio_lost", str, "scenario", default="continue")
+    if on_audio_lost is not None and on_audio_lost not in AUDIO_LOST_ACTIONS:
+        c.problems.append(f"scenario.on_audio_lost: {on_audio_lost!r} is not one of {', '.join(AUDIO_LOST_ACTIONS)}")
     language = c.need(head, "language", str, "scenario")
     start = c.need(head, "start", str, "scenario")
     audio_dir_value = c.need(head, "audio_dir", str, "scenario", default=None)
@@ -189,7 +233,7 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path) ->
     raw_steps = c.need(data, "steps", dict, "", default={}) or {}
     if not raw_steps:
         c.problems.append("steps: a scenario needs at least one [steps.<name>] table")
-    steps = {n: _step(c, n, t, audio_dir, rate) for n, t in raw_steps.items() if isinstance(t, dict)}
+    steps = {n: _step(c, n, t, audio_dir, rate, prompts_dir) for n, t in raw_steps.items() if isinstance(t, dict)}
     for n, t in raw_steps.items():
         if not isinstance(t, dict):
             c.problems.append(f"steps.{n}: expected a table [steps.{n}]")
@@ -214,13 +258,19 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path) ->
         c.problems.append("voicemail.message: required when on_machine = \"leave_message\"")
 
     _check_references(c, steps, start, voicemail)
+    c.problems.extend(f"{key}: {message}" for key, message in loop_problems(steps))
+    quickest = shortest_run(steps, start) if start is not None else None
+    if max_call_s is not None and quickest is not None and quickest[0] > max_call_s:
+        c.problems.append(f"scenario.max_call_s: {max_call_s} s is shorter than the quickest way through the "
+                          f"scenario ({quickest[0]:.1f} s of prompts: {' -> '.join(quickest[1])})")
     if c.problems:
         raise ScenarioError(str(path), c.problems)
     assert intents is not None and language is not None and start is not None
-    return Scenario(name, language, start, steps, voicemail, intents, path)
+    return Scenario(name, language, start, steps, voicemail, intents, path, max_call_s=max_call_s,
+                    on_audio_lost=on_audio_lost or "continue")
 
 
-def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: int) -> Step:
+def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: int, prompts_dir: Path) -> Step:
     where = f"steps.{name}"
     c.unknown_keys(t, {"prompt", "text", "barge_in", "barge_in_mode", "backchannel", "listen_s", "on", "next",
                        "disposition"}, where)
@@ -228,6 +278,7 @@ def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: i
     prompt, duration = None, 0.0
     if prompt_name is not None:
         prompt = (audio_dir / str(rate) / prompt_name).resolve()
+        c.problems.extend(f"{where}.prompt: {p}" for p in prompt_problems(prompt, audio_dir, prompts_dir))
         if not prompt.is_file():
             c.problems.append(f"{where}.prompt: file {prompt} does not exist")
         else:
