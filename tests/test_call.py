@@ -379,3 +379,28 @@ def test_backchannel_partial_at_the_mark_resumes_instead_of_breaking(tmp_path: P
     h2.audio(Partial(t=2.3, text="yeah but I want to cancel", start_s=1.0))
     h2.audio(BargeIn(t=2.5, onset_s=1.0, duration_ms=1500))
     assert "break" in h2.whats()
+
+
+def test_audio_lost_for_good_ends_the_call_after_the_prompt_when_the_scenario_says_so(tmp_path: Path) -> None:
+    import dataclasses
+
+    from callbot.robot.scenario.loader import bundled_scenario, load_scenario
+
+    scenario = dataclasses.replace(load_scenario(bundled_scenario("survey_en")), on_audio_lost="hangup")
+    h = playing_call(scenario=scenario, settings=Settings().replace(**{"robot.stream_restarts": 1}),
+                     replies={"stream_restart": "-ERR connect failed\n"})
+    h.feed(StreamLost("mod_audio_stream::disconnect", "server gone", h.stamp()))
+    h.advance(h.settings.robot.stream_restart_backoff_s * 3)
+    assert "audio_gone" in h.call.record.flags and h.call.sm.state is CallState.PLAYING  # not cut mid-prompt
+    h.play_stopped("done")
+    assert h.whats()[-1] == "kill" and h.call.sm.state is CallState.HANGING_UP
+
+
+def test_the_scenario_max_call_length_is_the_switch_side_limit_too() -> None:
+    import dataclasses
+
+    from callbot.robot.scenario.loader import bundled_scenario, load_scenario
+
+    scenario = dataclasses.replace(load_scenario(bundled_scenario("survey_en")), max_call_s=90.0)
+    h = CallHarness(scenario=scenario).start()
+    assert "execute_on_answer_max_call=sched_hangup:+90" in h.sent[0][2]

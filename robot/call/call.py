@@ -79,6 +79,8 @@ class Call:
         self.listen_window_s = 0.0
         self.backchannel = BackchannelFilter(scenario.language, self.cfg.backchannel_words)
         self.partial_text = ""  # the caller's words so far in this utterance (pause mode's backchannel test)
+        self.max_call_s = scenario.max_call_s or self.cfg.max_call_s
+        self.audio_gone = False  # the stream is lost and will not be restarted
 
     # ---- the sans-I/O surface ----------------------------------------------------------------
 
@@ -89,11 +91,11 @@ class Call:
         dial_s = self.cfg.dial_timeout_s
         cmd = originate_command(self.uuid, self.record.destination,
                                 {"ignore_early_media": True, "originate_timeout": int(dial_s)},
-                                max_call_s=self.cfg.max_call_s)  # the switch ends the call even if we die
+                                max_call_s=self.max_call_s)  # the switch ends the call even if we die
         self._robot("originate", destination=self.record.destination)
         self._send(Bgapi("originate", cmd, dial_s + self.settings.esl.command_timeout_s))
         self._deadlines["dial"] = now + dial_s + self.cfg.dial_grace_s
-        self._deadlines["max_call"] = now + dial_s + self.cfg.max_call_s
+        self._deadlines["max_call"] = now + dial_s + self.max_call_s
 
     def handle(self, event: object, now: float) -> None:
         """Take one event that happened at call-clock ``now``; may queue commands and move deadlines."""
@@ -197,7 +199,7 @@ class Call:
         self._switch_row(event, "CHANNEL_ANSWER")
         self._go(S.ANSWERED, "CHANNEL_ANSWER")
         self._deadlines.pop("dial", None)
-        self._deadlines["max_call"] = self.now + self.cfg.max_call_s
+        self._deadlines["max_call"] = self.now + self.max_call_s
         self._deadlines["park"] = self.now + self.cfg.park_wait_s
         if self.audio_url:
             self._start_stream("stream_start")
@@ -294,6 +296,9 @@ class Call:
     def _after_prompt(self, barged: bool) -> None:
         step = self.step
         assert step is not None
+        if self.audio_gone and self.scenario.on_audio_lost == "hangup":
+            self._hang_up("audio lost")  # the prompt was let finish: the caller is not cut off mid-sentence
+            return
         if not barged:
             self.reply.prompt_finished()  # words said over it do not end the listening window at once
         if step.branches or (barged and step.next):
@@ -508,10 +513,22 @@ class Call:
         self._schedule_stream_restart()
 
     def _schedule_stream_restart(self) -> None:
-        if not self.sm.live or self.audio_url is None or self.stream_restarts >= self.cfg.stream_restarts:
+        if not self.sm.live or self.audio_url is None:
+            return
+        if self.stream_restarts >= self.cfg.stream_restarts:
+            self._audio_gone()
             return
         delay = self.cfg.stream_restart_backoff_s * 2 ** self.stream_restarts
         self._deadlines["stream_restart"] = self.now + delay
+
+    def _audio_gone(self) -> None:
+        """No more restarts: the scenario's ``on_audio_lost`` says go on without barge-in, or end after the prompt."""
+        if self.audio_gone:
+            return
+        self.audio_gone = True
+        self._flag("audio_gone", restarts=self.stream_restarts, action=self.scenario.on_audio_lost)
+        if self.scenario.on_audio_lost == "hangup" and self.sm.state is not S.PLAYING:
+            self._hang_up("audio lost")
 
     def _restart_stream(self) -> None:
         """mod_audio_stream keeps its media bug after the server closed: stop (its -ERR ignored), then start."""
@@ -655,7 +672,7 @@ class Call:
                 self.record.disposition = self.record.disposition or "error"
                 self._end("ESL link lost")
             case "max_call":
-                self._flag("max_call_length", seconds=self.cfg.max_call_s)
+                self._flag("max_call_length", seconds=self.max_call_s)
                 if self.sm.live:
                     self._hang_up("max_call_s reached")
                 else:
