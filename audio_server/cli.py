@@ -92,17 +92,26 @@ def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, s
 @click.option("--repeat", type=int, default=3, show_default=True, help="Passes over the fixtures.")
 @click.option("--server-streams", type=int, default=0, show_default=True,
               help="Also stream this many fixtures at once through a real server process and report its CPU.")
+@click.option("--server-workers", type=click.IntRange(1, 1024), default=None,
+              help="That server's worker processes (default: audio_server.workers, else one per CPU).")
+@click.option("--server-speed", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
+              help="× real time the streams are sent at (0: as fast as the server reads them).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_obj
-def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_streams: int, as_json: bool) -> None:
-    """CPU cost of the audio pipeline (and optionally the server): µs per frame, streams per core at real time."""
+def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_streams: int,
+                   server_workers: int | None, server_speed: float, as_json: bool) -> None:
+    """CPU cost of the audio pipeline (and optionally the whole server): µs per frame, streams per core at real
+    time. The server's figure is stream-seconds of audio / CPU-seconds of all its processes."""
     from callbot.audio_server.bench.pipeline import DEFAULT_FIXTURES, run_bench
     from callbot.audio_server.bench.server import run_server_bench
+    from callbot.audio_server.serve.supervisor import default_workers
 
     fixtures = fixtures or DEFAULT_FIXTURES
-    report = run_bench(fixtures, obj.settings(), repeat)
+    settings = obj.settings()
+    report = run_bench(fixtures, settings, repeat)
     if server_streams > 0:
-        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path)
+        workers = server_workers or settings.audio_server.workers or default_workers()
+        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path, workers, server_speed)
     if as_json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")

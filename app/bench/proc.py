@@ -1,10 +1,10 @@
 """What the bench measures from the kernel: per-thread and per-process CPU, peak RSS, and the audio server process.
 
-The audio server runs as its own process (``callbot audio-server --port 0 --metrics-port 0``), as
-in a deployment: its CPU (asyncio loop, decode pool and CTranslate2's native threads alike) is
-then read from ``/proc/<pid>/stat`` with nothing to guess, and its STT counters from its own
-``/metrics``. simswitch and the robot are threads of the bench process, read from
-``/proc/self/task/<tid>/stat``.
+The audio server runs as its own processes (``callbot audio-server --port 0 --metrics-port 0``:
+a supervisor and its workers), as in a deployment: their CPU (asyncio loops, decode pools and
+CTranslate2's native threads alike) is read from ``/proc/<pid>/stat`` of each process of the
+tree with nothing to guess, and their STT counters, summed, from the supervisor's ``/metrics``.
+simswitch and the robot are threads of the bench process, read from ``/proc/self/task/<tid>/stat``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from callbot.audio_server.serve.supervisor import default_workers
 from callbot.config import Settings
 
 _TICK_S = 1.0 / os.sysconf("SC_CLK_TCK")
@@ -30,11 +31,15 @@ class BenchError(RuntimeError):
     """The bench cannot run (bad arguments, or the audio server process would not start); says what to do."""
 
 
-def _stat_cpu_s(stat_path: str) -> float:
-    """utime + stime of a /proc stat file, in seconds (fields 14 and 15; the name may hold spaces)."""
+def _stat_cpu_s(stat_path: str, reaped_children: bool = False) -> float:
+    """utime + stime of a /proc stat file, in seconds (fields 14 and 15; the name may hold spaces);
+    with ``reaped_children``, plus cutime + cstime (16 and 17): the children it has waited for."""
     with open(stat_path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * _TICK_S
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks * _TICK_S
 
 
 def thread_cpu_s(native_id: int) -> float:
@@ -45,6 +50,30 @@ def thread_cpu_s(native_id: int) -> float:
 def process_cpu_s(pid: int | str = "self") -> float:
     """CPU seconds of a whole process, all its threads (dead ones included)."""
     return _stat_cpu_s(f"/proc/{pid}/stat")
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (each of its threads may have forked some)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out += [int(child) for child in (task / "children").read_text().split()]
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and of all its descendants, live or dead.
+
+    A dead descendant counts through its parent's cutime/cstime once reaped, a live one through
+    its own stat; a worker restarted between two readings is therefore counted once.
+    """
+    try:
+        total = _stat_cpu_s(f"/proc/{pid}/stat", reaped_children=True)
+        return total + sum(tree_cpu_s(child) for child in child_pids(pid))
+    except (FileNotFoundError, ProcessLookupError):  # it ended while we read: its parent counts it
+        return 0.0
 
 
 def peak_rss_mb(pid: int | str = "self") -> float:
@@ -67,10 +96,12 @@ class AudioServerProcess:
     def __init__(self, settings: Settings, config_path: str | None, max_streams: int, timeout_s: float) -> None:
         from callbot.app.replay import REPLAY_SWITCH_INTERVAL_S
 
+        self.workers = settings.audio_server.workers or default_workers()
         boot = f"import sys; sys.setswitchinterval({REPLAY_SWITCH_INTERVAL_S}); from callbot.app.cli import main; main()"
         self._args = [sys.executable, "-c", boot, *(["--config", config_path] if config_path else []), "--log-json",
                       "audio-server", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-                      "--max-streams", str(max_streams), *([] if settings.stt.enabled else ["--no-stt"])]
+                      "--max-streams", str(max_streams), "--workers", str(self.workers),
+                      *([] if settings.stt.enabled else ["--no-stt"])]
         self._env = {**os.environ, "PYTHONUNBUFFERED": "1",
                      "CALLBOT_STT_PARTIALS": str(settings.stt.partials).lower(),
                      "CALLBOT_STT_CPU_THREADS": str(settings.stt.cpu_threads)}
@@ -113,12 +144,14 @@ class AudioServerProcess:
         return " | ".join(self.log_path.read_text().splitlines()[-lines:]) or "(no output)"
 
     def cpu_s(self) -> float:
+        """The supervisor's and every worker's CPU seconds."""
         assert self.proc is not None
-        return process_cpu_s(self.proc.pid)
+        return tree_cpu_s(self.proc.pid)
 
     def peak_rss_mb(self) -> float:
+        """The sum of the peak RSS of the supervisor and its live workers."""
         assert self.proc is not None
-        return peak_rss_mb(self.proc.pid)
+        return round(sum(peak_rss_mb(pid) for pid in (self.proc.pid, *child_pids(self.proc.pid))), 1)
 
     def stt_totals(self) -> dict[str, float]:
         """Decode seconds and audio seconds decoded so far, every kind summed, from the server's /metrics."""

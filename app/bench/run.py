@@ -161,5 +161,6 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
         "peak_rss_mb_by_process": rss,
         "load_avg": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
         "cpu_count": os.cpu_count(),
+        "audio_server_workers": audio.workers,
         "per_call": rows,
     }

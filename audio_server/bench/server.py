@@ -1,8 +1,10 @@
 """Measure the whole audio server's CPU per frame (WebSocket included): a real server process, N streams.
 
-The server runs as a child process (``callbot audio-server --port 0``), so its CPU time is read
-from the kernel's accounting of children, apart from the clients that feed it. The CPU of a
-server that starts and stops with no stream is measured first and subtracted.
+The server runs as a child process (``callbot audio-server --port 0 --workers W``): a supervisor
+and its W worker processes. Its CPU time is read from the kernel's accounting of children once
+it has exited (the supervisor waits for its workers, so theirs is in it), apart from the clients
+that feed it from this process. The CPU of a server that starts and stops with no stream is
+measured first and subtracted. Streams per core = stream-seconds of audio / server CPU-seconds.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ def _children_cpu() -> float:
 
 
 def _wait_for_port(log_path: Path, proc: subprocess.Popen) -> int:
+    """The port, once the supervisor says every worker listens (a worker's own line has a ``worker`` key)."""
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         for line in log_path.read_text().splitlines():
             record = json.loads(line) if line.startswith("{") else {}
-            if record.get("msg") == "audio server listening":
+            if record.get("msg") == "audio server listening" and "worker" not in record:
                 return int(record["port"])
         if proc.poll() is not None:
             raise click.ClickException(f"the audio server exited with {proc.returncode}; see {log_path}")
@@ -46,14 +49,16 @@ def _wait_for_port(log_path: Path, proc: subprocess.Popen) -> int:
     raise click.ClickException(f"the audio server did not listen within {START_TIMEOUT_S:g} s; see {log_path}")
 
 
-def _server_cpu(wavs: list[Path], streams: int, config: str | None) -> tuple[float, int, float]:
-    """Child CPU seconds, frames served and wall seconds for ``streams`` concurrent fixture streams."""
+def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int,
+                speed: float) -> tuple[float, int, float]:
+    """Child CPU seconds, frames served and wall seconds for ``streams`` concurrent fixture streams
+    sent at ``speed`` x real time (0: as fast as the server reads them)."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
         before = _children_cpu()
         with open(log_path, "w") as log_file:
             args = [*SERVER, *(["--config", config] if config else []), "--log-json", "audio-server", "--port", "0",
-                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1))]
+                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1)), "--workers", str(workers)]
             # the clients send as fast as the server reads: this measures cost, so the rate cap is lifted
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "CALLBOT_AUDIO_SERVER_MAX_SPEED": str(UNCAPPED),
                    "CALLBOT_AUDIO_SERVER_REPLAY_MAX_SPEED": str(UNCAPPED)}
@@ -64,7 +69,7 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None) -> tuple[flo
 
             async def run() -> None:
                 await asyncio.gather(*(stream_pcm(stream_url(f"ws://127.0.0.1:{port}", rate=rate), samples, rate,
-                                                  speed=0.0, linger_s=60.0) for samples, rate in jobs))
+                                                  speed=speed, linger_s=60.0) for samples, rate in jobs))
 
             wall = time.monotonic()
             asyncio.run(run())
@@ -76,18 +81,31 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None) -> tuple[flo
         return _children_cpu() - before, frames, wall
 
 
-def run_server_bench(fixtures: Path, streams: int, config: str | None = None) -> dict:
-    """µs of server CPU per 20 ms frame, WebSocket and logging included; streams per core at real time."""
+def run_server_bench(fixtures: Path, streams: int, config: str | None = None, workers: int = 1,
+                     speed: float = 0.0) -> dict:
+    """µs of server CPU per 20 ms frame, WebSocket and logging included; streams per core at real time.
+
+    ``streams_per_core_realtime`` = stream-seconds of audio / CPU-seconds of every server process
+    (supervisor and workers; not this process, which generates the load).
+    """
     wavs = sorted(fixtures.glob("*.wav"))
-    idle_cpu, _, _ = _server_cpu(wavs, 0, config)
-    cpu, frames, wall = _server_cpu(wavs, streams, config)
+    load_start = os.getloadavg()
+    idle_cpu, _, _ = _server_cpu(wavs, 0, config, workers, speed)
+    cpu, frames, wall = _server_cpu(wavs, streams, config, workers, speed)
     busy = max(cpu - idle_cpu, 1e-9)
+    audio_s = frames / FRAMES_PER_S
     return {
         "streams": streams,
+        "workers": workers,
+        "speed": speed,
         "frames": frames,
+        "audio_s": round(audio_s, 2),
         "wall_s": round(wall, 3),
         "server_cpu_s": round(busy, 3),
+        "server_cores_busy": round(busy / wall, 2),
         "startup_cpu_s": round(idle_cpu, 3),
         "us_per_frame": round(1e6 * busy / frames, 1),
-        "streams_per_core_realtime": round(frames / busy / FRAMES_PER_S),
+        "streams_per_core_realtime": round(audio_s / busy),
+        "load_avg": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},
+        "cpu_count": os.cpu_count(),
     }

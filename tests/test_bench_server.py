@@ -1,0 +1,29 @@
+"""`callbot pipeline-bench --server-streams N`: streams per core from the CPU of every server process, workers included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from callbot.app.cli import main
+
+
+@pytest.mark.slow  # two server processes with their workers, and four streams
+def test_server_streams_per_core_count_the_workers_cpu() -> None:
+    result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1", "--server-streams", "4",
+                                       "--server-workers", "2"])
+    assert result.exit_code == 0, result.output
+    server = json.loads(result.stdout)["server"]
+    assert server["workers"] == 2 and server["speed"] == 0.0
+    assert server["audio_s"] == server["frames"] / 50
+    assert server["streams_per_core_realtime"] == round(server["audio_s"] / server["server_cpu_s"])
+    # The supervisor does nothing per frame: a frame costs this much only if the workers' CPU is counted.
+    assert server["us_per_frame"] > 20, server
+    assert set(server["load_avg"]) == {"start", "end"} and server["cpu_count"] >= 1
+
+
+def test_server_options_are_range_checked() -> None:
+    result = CliRunner().invoke(main, ["pipeline-bench", "--server-streams", "2", "--server-workers", "0"])
+    assert result.exit_code == 2 and "--server-workers" in result.output
