@@ -222,3 +222,18 @@ def _running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_deployed_unit_runs_options_that_exist() -> None:
+    """deploy/systemd's ExecStart parses as a callbot command line (with %i as a port)."""
+    import shlex
+
+    from click.testing import CliRunner
+
+    from callbot.app.cli import main
+
+    unit = Path(__file__).resolve().parents[1] / "deploy" / "systemd" / "callbot-audio-server@.service"
+    exec_start = next(line for line in unit.read_text().splitlines() if line.startswith("ExecStart="))
+    args = shlex.split(exec_start.split("/bin/callbot", 1)[1].replace("%i", "8080"))
+    result = CliRunner().invoke(main, [*args, "--help"])
+    assert result.exit_code == 0 and "--workers" in result.output, result.output
