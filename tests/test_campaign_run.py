@@ -74,7 +74,7 @@ def _table(d: dict) -> str:
 
 def test_a_campaign_runs_to_completion_and_every_row_is_recorded(db_url, tmp_path, callees, audio_port):  # noqa: F811
     _create(db_url, tmp_path, [*HUMANS, UNALLOCATED])
-    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees) as switch:
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
         env = _env(db_url, switch.esl_port, audio_port)
         result = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED), "--start", START,
                                            "--runner-id", "r1", "--json"], env=env)
@@ -107,7 +107,7 @@ def test_a_campaign_runs_to_completion_and_every_row_is_recorded(db_url, tmp_pat
 
 def test_paused_exits_3_and_nothing_due_exits_0_saying_when(sqlite_url, tmp_path, callees, audio_port):  # noqa: F811
     env = _create(sqlite_url, tmp_path, ["+12125550102", "+14155550123"], windows=["mon-fri 09:00-20:00"])
-    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees) as switch:
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
         env = _env(sqlite_url, switch.esl_port, audio_port)
         CliRunner().invoke(main, ["campaign", "pause", "c"], env=env)
         paused = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED), "--start", START], env=env)
@@ -127,7 +127,7 @@ def test_paused_exits_3_and_nothing_due_exits_0_saying_when(sqlite_url, tmp_path
 def test_a_read_only_database_refuses_to_dial(tmp_path, callees, audio_port):
     path = tmp_path / "c.db"
     _create(f"sqlite:///{path}", tmp_path, list(HUMANS))
-    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees) as switch:
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
         env = _env(f"sqlite:///file:{path}?mode=ro&uri=true", switch.esl_port, audio_port)
         result = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED)], env=env)
     assert result.exit_code == 1 and "refusing to dial" in result.stderr and "read-only" in result.stderr

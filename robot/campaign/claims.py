@@ -65,7 +65,7 @@ def claim_one(engine: Engine, campaign_id: int, runner_id: str, esl_host: str, n
             return ClaimRound(paused=True)
         in_flight = s.scalar(select(func.count()).select_from(CallAttempt).where(
             CallAttempt.campaign_id == campaign_id, CallAttempt.ended_at.is_(None))) or 0
-        full = capacity(in_flight, max_concurrent) == 0
+        full = capacity(in_flight, max_concurrent) == 0 or _over_share(s, campaign_id, runner_id, now, max_concurrent)
         slot = pace(now, campaign.next_dial_at, cps)
         due = (select(Contact).where(Contact.campaign_id == campaign_id, Contact.state == "pending",
                                      or_(Contact.next_due_at.is_(None), Contact.next_due_at <= now))
@@ -95,6 +95,18 @@ def claim_one(engine: Engine, campaign_id: int, runner_id: str, esl_host: str, n
                         campaign.first_run_at = now
                     return ClaimRound(claim=claim, examined=examined)
         return ClaimRound(examined=examined)
+
+
+def _over_share(s: Session, campaign_id: int, runner_id: str, now: datetime, max_concurrent: int) -> bool:
+    """With several live runners, each keeps to its share of ``max_concurrent`` (rounded up), so that the
+    work is shared rather than taken by whichever started first."""
+    runners = s.scalar(select(func.count()).select_from(Runner).where(
+        Runner.campaign_id == campaign_id, Runner.stopped_at.is_(None), Runner.lease_expires_at > now)) or 1
+    if runners < 2:
+        return False
+    mine = s.scalar(select(func.count()).select_from(CallAttempt).where(
+        CallAttempt.campaign_id == campaign_id, CallAttempt.ended_at.is_(None), CallAttempt.runner_id == runner_id))
+    return (mine or 0) >= -(-max_concurrent // runners)
 
 
 def _take(s: Session, campaign: Campaign, contact: Contact, runner_id: str, esl_host: str, now: datetime,

@@ -81,12 +81,15 @@ class CallSummary:
     lost_switch: bool
 
 
-def opt_out_row(row: Mapping[str, Any]) -> bool:
-    """A timeline row that says the callee opted out (the stop intent, an opt-out row, or an opt-out DTMF)."""
+def opt_out_row(row: Mapping[str, Any], dtmf: str = "") -> bool:
+    """A timeline row that says the callee opted out: the scenario's stop intent, an opt-out row, or a DTMF
+    digit among ``dtmf`` (the campaign's opt-out keys)."""
     kind = row.get("type")
     if row.get("source") == "robot" and kind == "reply" and row.get("outcome") == OPT_OUT_INTENT:
         return True
-    return kind in ("opt_out", "opted_out") or (kind == "dtmf" and bool(row.get("opt_out")))
+    if kind in ("DTMF", "dtmf"):
+        return bool(dtmf) and str(row.get("digit") or "") in dtmf
+    return kind in ("opt_out", "opted_out")
 
 
 def answered_row(row: Mapping[str, Any]) -> bool:
@@ -98,13 +101,13 @@ def first_audio_row(row: Mapping[str, Any]) -> bool:
     return row.get("source") == "switch" and row.get("type") == "PLAYBACK_START"
 
 
-def summarize(report: Mapping[str, Any]) -> CallSummary:
+def summarize(report: Mapping[str, Any], opt_out_dtmf: str = "") -> CallSummary:
     events: Iterable[Mapping[str, Any]] = report.get("events") or []
     answered = opted = False
     first_audio = length = None
     for row in events:
         answered = answered or answered_row(row)
-        opted = opted or opt_out_row(row)
+        opted = opted or opt_out_row(row, opt_out_dtmf)
         if first_audio is None and first_audio_row(row) and row.get("t") is not None:
             first_audio = float(row["t"])
         if row.get("t") is not None:

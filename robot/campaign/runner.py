@@ -14,13 +14,12 @@ import dataclasses
 import logging
 import os
 import queue
-import re
 import signal
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from sqlalchemy.engine import Engine
@@ -50,8 +49,6 @@ log = logging.getLogger(__name__)
 EXIT_DONE, EXIT_ERROR, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
 KILL_WAIT_S = 10.0  # wall seconds for calls to end after the grace period's uuid_kill
 ESL_LOST_LIMIT_S = 60.0  # wall seconds without a ready switch connection before giving up (no calls up)
-_UPTIME = re.compile(r"UP (\d+) years?, (\d+) days?, (\d+) hours?, (\d+) minutes?, (\d+) seconds?, "
-                     r"(\d+) milliseconds?, (\d+) microseconds?")
 
 
 @dataclass
@@ -225,23 +222,20 @@ class CampaignRunner:
             self._align_clock()
 
     def _align_clock(self) -> None:
-        """Run on simswitch's virtual clock: its uptime (``status``) is virtual seconds since its start."""
+        """Run on the switch's own clock (simswitch's virtual one): ``api strftime %s`` (mod_dptools) is its epoch
+        second; read until it ticks over, so that the campaign's instant matches the switch's to a few ms."""
+        def switch_second() -> int:
+            return int(self.robot.call(self.client.api, "strftime %s", timeout=30).strip())
+
         try:
-            text = self.robot.call(self.client.api, "status", timeout=30)
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not read the switch's clock; using our own", extra={"error": str(exc)})
+            first = switch_second()
+            deadline = time.monotonic() + 2.0 / self.options.speed + 1.0
+            while (now := switch_second()) == first and time.monotonic() < deadline:
+                time.sleep(min(0.002, 0.1 / self.options.speed))
+        except Exception as exc:  # noqa: BLE001 - e.g. a switch without strftime: our own clock, from --start
+            log.warning("could not read the switch's clock; the campaign keeps its own", extra={"error": str(exc)})
             return
-        m = _UPTIME.search(text)
-        if not m:
-            log.warning("the switch's status has no uptime; using our own clock", extra={"status": text[:200]})
-            return
-        y, d, h, mi, s, ms, us = (int(x) for x in m.groups())
-        uptime = timedelta(days=y * 365 + d, hours=h, minutes=mi, seconds=s, milliseconds=ms, microseconds=us)
-        if self.options.start is not None:
-            self.clock.align(self.options.start + uptime)
-        else:
-            wall = datetime.now(tz=self.clock.start.tzinfo)  # type: ignore[union-attr]
-            self.clock.align(wall - uptime / self.options.speed + uptime)
+        self.clock.align(datetime.fromtimestamp(now if now != first else first + 0.5, tz=timezone.utc))
         log.info("campaign clock follows the switch", extra={"now": iso(self.clock.now()), "speed": self.options.speed})
 
     # ---- the loop ----------------------------------------------------------------------------
@@ -387,7 +381,7 @@ class CampaignRunner:
                 recorder.submit(records.attempt(uuid, answered_at=self.clock.now()))
             elif first_audio_row(row) and row.get("t") is not None:
                 recorder.submit(records.attempt(uuid, first_audio_s=row["t"]))
-            if not live.opted_out and opt_out_row(row):  # DNC during the call, not after it
+            if not live.opted_out and opt_out_row(row, self.rules.opt_out_dtmf):  # DNC during the call, not after it
                 live.opted_out = True
                 recorder.submit(records.dnc(number, f"opt_out:{self.campaign.name}", self.clock.now()))
         return on_entry
@@ -414,7 +408,7 @@ class CampaignRunner:
             return
         now = self.clock.now()
         report = build_report(record)
-        call = summarize(report)
+        call = summarize(report, self.rules.opt_out_dtmf)
         outcome = outcome_of(call, self.scenario.voicemail.disposition)
         abandoned = is_abandoned(call, self.rules.abandon_after_s)
         change = after_attempt(outcome, live.claim.attempt_no, self.rules.max_attempts, self.rules.retry_after, now)

@@ -39,6 +39,7 @@ class CampaignSettings:
     ring_timeout_s: float = 30.0  # originate timeout; at least 15
     abandon_after_s: float = 2.0  # first robot audio later than this after the answer: abandoned
     lease_s: float = 30.0  # a claimed contact's lease; renewed while its call lives
+    opt_out_dtmf: str = "9"  # keys that opt the callee out during a call (to DNC at once); "" for none
     journal_dir: str = "callbot-journal"  # call records wait here while the database is unavailable
     stop_grace_s: float = 120.0  # on SIGTERM or pause, how long live calls may take to finish their scenario
     poll_s: float = 1.0  # how often an idle runner looks for due contacts (campaign clock seconds)
@@ -70,6 +71,8 @@ def _problems(s: CampaignSettings) -> list[str]:
     for name in ("abandon_after_s", "stop_grace_s"):
         if getattr(s, name) < 0:
             out.append(f"campaign.{name} = {getattr(s, name)}: must not be negative")
+    if set(s.opt_out_dtmf) - set("0123456789*#ABCD"):
+        out.append(f"campaign.opt_out_dtmf = {s.opt_out_dtmf!r}: DTMF keys only (0-9, *, #, A-D), or \"\" for none")
     if s.ring_timeout_s < MIN_RING_TIMEOUT_S:
         out.append(f"campaign.ring_timeout_s = {s.ring_timeout_s}: must be at least {MIN_RING_TIMEOUT_S:g} s")
     if not isinstance(s.retry_after, Mapping):
