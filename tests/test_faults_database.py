@@ -135,6 +135,8 @@ def test_fault_database_locked_mid_call_goes_to_the_journal_then_into_the_databa
     report = json.loads(first.stdout)
     assert "could not take this call's record" in first.stderr and "database is locked" in first.stderr
     assert journal_files(tmp_path), "nothing went to the journal"
+    print(f"measured: {sum(len(p.read_text().splitlines()) for p in journal_files(tmp_path))} record(s) journaled "
+          f"of {len(report['events'])} timeline rows")
     second = call(monkeypatch, url)  # the next run replays the journal before it dials
     assert second.exit_code == 0, second.output
     assert_recorded_whole(url, report, "fixture/silence")
@@ -164,7 +166,9 @@ def test_fault_database_full_goes_to_the_journal_then_into_the_database(switch, 
         report = json.loads(first.stdout)
         assert "could not take this call's record" in first.stderr and "full" in first.stderr
         assert journal_files(tmp_path), "nothing went to the journal"
-        assert len(Store(url).attempt(report["call_uuid"])["events"]) < len(report["events"])  # what did not fit
+        stored_first = len(Store(url).attempt(report["call_uuid"])["events"])
+        assert stored_first < len(report["events"])  # what did not fit
+        print(f"measured: {stored_first} of {len(report['events'])} rows fitted before the database was full")
         second = call(monkeypatch, url)
     finally:
         event.remove(Pool, "checkout", clamp)

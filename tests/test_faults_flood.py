@@ -59,7 +59,8 @@ class Flooder:
         self.port = port
         self.stop = threading.Event()
         self.connections = 0
-        self.refusals: list[dict] = []
+        self.refusals: list[dict] = []  # error events read before the close
+        self.close_codes: list[int | None] = []  # how the server ended each connection
         self.seconds_sent = 0.0
         rng = np.random.default_rng(11)
         frame = (rng.standard_normal(frame_samples(16000)) * 8000).clip(-32768, 32767).astype("<i2").tobytes()
@@ -81,7 +82,9 @@ class Flooder:
                             self._read(ws)
                             time.sleep(max(0.0, started + 0.01 - time.monotonic()))
                             started = time.monotonic()
-            except (ConnectionClosed, OSError, TimeoutError):
+            except ConnectionClosed as exc:
+                self.close_codes.append(exc.rcvd.code if exc.rcvd else None)
+            except (OSError, TimeoutError):
                 continue
 
     def _read(self, ws: object) -> None:
@@ -121,6 +124,7 @@ def test_fault_flood_at_100x_beside_a_healthy_stream_keeps_its_barge_in(tmp_path
     assert code == 0, robot.stderr[-3000:]
     assert flooder.connections >= 3 and flooder.refusals, (flooder.connections, flooder.refusals)
     assert {r["code"] for r in flooder.refusals} == {"rate_limited"}
+    assert set(flooder.close_codes) == {1008}, flooder.close_codes  # policy violation: refused, every time
     report = report_of(robot)
     (barge,) = [e for e in report["events"] if e["type"] == "barge_in"]
     assert abs(barge["onset_s"] - ONSET_S) <= STREAM_TIME_TOLERANCE_S, barge
@@ -128,3 +132,6 @@ def test_fault_flood_at_100x_beside_a_healthy_stream_keeps_its_barge_in(tmp_path
     (heard,) = report["barge_ins"]
     late = heard["break_at_switch_s"] - (heard["speech_onset_s"] + MIN_SPEECH_S)
     assert late <= BREAK_BOUND_S, (late, heard, flooder.connections, flooder.seconds_sent)
+    print(f"measured: barge-in onset {barge['onset_s']} s, detected {barge['stream_t']} s of stream; uuid_break "
+          f"{late * 1000:.0f} ms after the mark; flood: {flooder.connections} connections, "
+          f"{len(flooder.close_codes)} closed with 1008, {flooder.seconds_sent:.0f} s of audio sent")

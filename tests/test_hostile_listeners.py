@@ -102,7 +102,7 @@ def frame(opcode: int, payload: bytes, *, mask: bool = True, fin: bool = True, r
 
 
 HANDSHAKES = {
-    "not HTTP at all": (b"\x00\x01\x02garbage\r\n\r\n", b""),
+    "not HTTP at all": (b"\x00\x01\x02garbage\r\n\r\n", None),
     "plain GET /": (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"HTTP/1.1 404"),
     "a 200 kB header": (b"GET /healthz HTTP/1.1\r\nX: " + b"a" * 200_000 + b"\r\n\r\n", b"HTTP/1.1 431"),
     "5000 headers": (b"GET /healthz HTTP/1.1\r\n" + b"".join(b"X%d: y\r\n" % i for i in range(5000)) + b"\r\n",
@@ -120,7 +120,7 @@ HANDSHAKES = {
 @pytest.mark.parametrize("data, answer", HANDSHAKES.values(), ids=HANDSHAKES.keys())
 def test_a_hostile_handshake_is_refused_and_the_server_goes_on(audio, data, answer):
     out = exchange(audio, data)
-    assert out.startswith(answer) and b"101 Switching" not in out, out[:200]
+    assert (out == b"" if answer is None else out.startswith(answer)) and b"101 Switching" not in out, out[:200]
     no_stream_left(audio)
     a_healthy_stream_works(audio)
 
