@@ -212,34 +212,59 @@ class Event:
 
 
 class EventRecorder:
-    """Every event the switch emits (`event json ALL`), in a background thread."""
+    """Every event the switch emits (`event json ALL`), in a background thread. When the switch
+    drops the connection (`reload mod_event_socket`), it connects again and goes on recording;
+    what was emitted in between is lost, and ``outages`` says when (time.time() pairs)."""
 
     def __init__(self, switch: Switch) -> None:
-        self.conn = EslConnection(switch.port, switch.password)
-        reply = self.conn.command("event json ALL")
-        if not reply.get("Reply-Text", "").startswith("+OK"):
-            raise RuntimeError(f"event json ALL: {reply}")
-        self.conn.sock.settimeout(None)
+        self.switch = switch
         self.events: list[Event] = []
+        self.outages: list[tuple[float, float]] = []
         self.lock = threading.Lock()
+        self.closed = False
+        self.conn = self._connect()
         self.thread = threading.Thread(target=self._run, name="esl-recorder", daemon=True)
         self.thread.start()
 
+    def _connect(self) -> EslConnection:
+        conn = EslConnection(self.switch.port, self.switch.password)
+        reply = conn.command("event json ALL")
+        if not reply.get("Reply-Text", "").startswith("+OK"):
+            raise RuntimeError(f"event json ALL: {reply}")
+        conn.sock.settimeout(None)
+        return conn
+
     def _run(self) -> None:
-        try:
-            while True:
-                headers, body = self.conn.read()
-                if headers.get("Content-Type") != "text/event-json":
-                    continue
-                h = json.loads(body)
-                name = h.get("Event-Name", "")
-                if name == "CUSTOM":
-                    name = "CUSTOM::" + h.get("Event-Subclass", "")
-                ev = Event(int(h.get("Event-Date-Timestamp", "0")) / 1e6, name, h, time.time())
-                with self.lock:
-                    self.events.append(ev)
-        except (EOFError, OSError, ValueError):
-            return
+        while not self.closed:
+            try:
+                self._read()
+            except (EOFError, OSError, ValueError):
+                pass
+            if self.closed:
+                return
+            lost = time.time()
+            while not self.closed:  # the switch is reloading its event socket: come back as soon as it listens
+                time.sleep(0.05)
+                try:
+                    self.conn = self._connect()
+                    break
+                except (OSError, RuntimeError, EOFError):
+                    if time.time() - lost > 60:
+                        return
+            self.outages.append((lost, time.time()))
+
+    def _read(self) -> None:
+        while True:
+            headers, body = self.conn.read()
+            if headers.get("Content-Type") != "text/event-json":
+                continue
+            h = json.loads(body)
+            name = h.get("Event-Name", "")
+            if name == "CUSTOM":
+                name = "CUSTOM::" + h.get("Event-Subclass", "")
+            ev = Event(int(h.get("Event-Date-Timestamp", "0")) / 1e6, name, h, time.time())
+            with self.lock:
+                self.events.append(ev)
 
     def snapshot(self) -> list[Event]:
         with self.lock:
@@ -253,7 +278,18 @@ class EventRecorder:
         with self.lock:
             return self.events[mark:]
 
+    def wait_for(self, mark: int, name: str, timeout: float, **match: str) -> Event | None:
+        """The first event ``name`` (with these headers) recorded since ``mark``, waiting up to ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = first(self.since(mark), name, **match)
+            if found is not None:
+                return found
+            time.sleep(0.01)
+        return None
+
     def close(self) -> None:
+        self.closed = True
         self.conn.close()
 
 
@@ -278,8 +314,9 @@ def call_events(events: list[Event], call_uuid: str) -> list[Event]:
 def describe(ev: Event, t0: float, call_uuid: str) -> str:
     leg = "A" if ev.uuid == call_uuid else ("B" if ev.uuid else ("api" if ev.name == "API" else "-"))
     extra = []
-    for key in ("API-Command", "API-Command-Argument", "Application", "Application-Data", "Playback-File-Path", "Playback-Status", "DTMF-Digit",
-                "DTMF-Duration", "DTMF-Source", "Hangup-Cause", "Answer-State", "Channel-Name"):
+    for key in ("API-Command", "API-Command-Argument", "Application", "Application-Data", "Playback-File-Path",
+                "Playback-Status", "DTMF-Digit", "DTMF-Duration", "DTMF-Source", "Hangup-Cause", "Answer-State",
+                "Channel-Name"):
         if ev.get(key) and not (key == "Channel-Name" and ev.name not in ("CHANNEL_CREATE",)):
             value = ev.get(key)
             if key in ("Playback-File-Path", "Application-Data", "API-Command-Argument"):
@@ -314,27 +351,38 @@ class AudioServer:
         return f"ws://127.0.0.1:{self.port}"
 
 
-def start_audio_server(workdir: Path, stt: bool = True) -> AudioServer:
-    port = free_port()
+def start_audio_server(workdir: Path, stt: bool = True, port: int | None = None, own_group: bool = False,
+                       workers: int | None = None) -> AudioServer:
+    """`callbot audio-server` on ``port`` (a free one by default), once it answers /healthz; with
+    ``own_group``, in a process group of its own (its supervisor and workers), so a test can kill it whole."""
+    port = port or free_port()
     log = workdir / f"audio-server-{port}.log"
     cmd = [*callbot_exe(), "audio-server", "--host", "127.0.0.1", "--port", str(port)]
     if not stt:
         cmd.append("--no-stt")
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"), cwd=workdir, env=callbot_environ())
+    if workers is not None:
+        cmd += ["--workers", str(workers)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("ab"), cwd=workdir, env=callbot_environ(),
+                            start_new_session=own_group)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"callbot audio-server exited {proc.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-                if s.recv(100).startswith(b"HTTP/1.1 200"):
-                    return AudioServer(proc, port, log)
-        except OSError:
-            pass
-        time.sleep(0.2)
+        if healthy(port):
+            return AudioServer(proc, port, log)
+        time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"callbot audio-server did not answer /healthz:\n{log.read_text()}")
+
+
+def healthy(port: int) -> bool:
+    """The audio server on ``port`` answers ``GET /healthz`` with 200."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return s.recv(100).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
 
 
 def stop_process(proc: subprocess.Popen) -> None:
@@ -370,26 +418,56 @@ class CallResult:
         return self.report.get("call_uuid", "")
 
 
+@dataclass
+class RunningCall:
+    """A `callbot call` still running (see start_call); ``finish`` waits for it and returns its CallResult."""
+
+    proc: subprocess.Popen
+    destination: str
+    recorder: EventRecorder
+    mark: int
+    started: float
+
+    def answer(self, timeout: float = 30) -> Event | None:
+        """The robot leg's CHANNEL_ANSWER (the robot's leg is the one created for the originate)."""
+        return self.recorder.wait_for(self.mark, "CHANNEL_ANSWER", timeout, Call_Direction="outbound")
+
+    def finish(self, timeout: float = 180, settle_s: float = 1.0) -> CallResult:
+        try:
+            stdout, stderr = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            stdout, stderr = self.proc.communicate()
+            stderr += f"\n(killed by the test after {timeout} s)"
+        wall = time.monotonic() - self.started
+        time.sleep(settle_s)  # the last events (CHANNEL_DESTROY of the B leg) follow the robot's exit
+        try:
+            report = json.loads(stdout) if stdout.strip() else {}
+        except json.JSONDecodeError:
+            report = {"_stdout": stdout}
+        events = self.recorder.since(self.mark)
+        result = CallResult(self.destination, self.proc.returncode, report, stderr, wall, events)
+        print(f"\n=== callbot call {self.destination}: exit {self.proc.returncode}, {wall:.1f} s ===")
+        print(stderr[-6000:])
+        print(json.dumps({k: v for k, v in report.items() if k != "events"}, indent=1)[:4000])
+        if result.uuid:
+            print_sequence(result.events, result.uuid, self.destination)
+        return result
+
+
+def start_call(switch: Switch, audio: AudioServer, recorder: EventRecorder, destination: str, workdir: Path,
+               **settings: str) -> RunningCall:
+    """Start `callbot call DESTINATION --json --no-db` and return at once."""
+    mark = recorder.mark()
+    proc = subprocess.Popen([*callbot_exe(), "call", destination, "--json", "--no-db"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=robot_env(switch, audio, **settings), cwd=workdir)
+    return RunningCall(proc, destination, recorder, mark, time.monotonic())
+
+
 def run_call(switch: Switch, audio: AudioServer, recorder: EventRecorder, destination: str, workdir: Path,
              timeout: float = 180, settle_s: float = 1.0, **settings: str) -> CallResult:
     """`callbot call DESTINATION --json --no-db`: the JSON report plus the switch's events of the call."""
-    mark = recorder.mark()
-    started = time.monotonic()
-    proc = subprocess.run([*callbot_exe(), "call", destination, "--json", "--no-db"], capture_output=True, text=True,
-                          timeout=timeout, env=robot_env(switch, audio, **settings), cwd=workdir)
-    wall = time.monotonic() - started
-    time.sleep(settle_s)  # the last events (CHANNEL_DESTROY of the B leg) follow the robot's exit
-    try:
-        report = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    except json.JSONDecodeError:
-        report = {"_stdout": proc.stdout}
-    result = CallResult(destination, proc.returncode, report, proc.stderr, wall, recorder.since(mark))
-    print(f"\n=== callbot call {destination}: exit {proc.returncode}, {wall:.1f} s ===")
-    print(proc.stderr[-6000:])
-    print(json.dumps({k: v for k, v in report.items() if k != "events"}, indent=1)[:4000])
-    if result.uuid:
-        print_sequence(result.events, result.uuid, destination)
-    return result
+    return start_call(switch, audio, recorder, destination, workdir, **settings).finish(timeout, settle_s)
 
 
 def first(events: list[Event], name: str, **match: str) -> Event | None:
@@ -397,3 +475,42 @@ def first(events: list[Event], name: str, **match: str) -> Event | None:
         if ev.name == name and all(ev.get(k.replace("_", "-")) == v or ev.get(k) == v for k, v in match.items()):
             return ev
     return None
+
+
+# ---- the docs' commands -------------------------------------------------------------------------
+
+DOCS = {"freeswitch.md": REPO / "docs" / "freeswitch.md", "softphone.md": REPO / "docs" / "softphone.md"}
+
+
+def doc_commands(doc: str) -> list[str]:
+    """The commands of a doc's ```sh blocks: one per line, `\\` continuations joined, trailing comments cut."""
+    import re
+
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", DOCS[doc].read_text(), re.S):
+        for line in re.sub(r"\\\n\s*", "", block).splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def doc_command(doc: str, fragment: str) -> str:
+    """The one command of ``doc`` that contains ``fragment``, exactly as the doc has it."""
+    found = [c for c in doc_commands(doc) if fragment in c]
+    if len(found) != 1:
+        raise AssertionError(f"docs/{doc}: {len(found)} commands contain {fragment!r}: {found}")
+    return found[0]
+
+
+def run_shell(command: str, cwd: Path = REPO, timeout: float = 300, robot: bool = False,
+              **env: str) -> subprocess.CompletedProcess:
+    """Run a docs command with bash (`set -eu -o pipefail`), the venv's `callbot` first on PATH (as after
+    `pip install`). With ``robot``, the switch tooling's CALLBOT_* variables are kept out (callbot refuses them)."""
+    base = callbot_environ() if robot else dict(os.environ)
+    base.update(env)
+    base["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=cwd, env=base, capture_output=True,
+                          text=True, timeout=timeout)
+    print(f"$ {command}\n(exit {proc.returncode})\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+    return proc

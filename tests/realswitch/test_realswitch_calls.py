@@ -22,6 +22,17 @@ pytestmark = pytest.mark.realswitch
 
 THRESHOLD_S = 1.5  # bargein.min_speech_ms
 TICK_S = 0.020  # PLAYBACK_STOP (break) comes on the media tick after uuid_break
+BARGE_IN_CALLS = int(os.environ.get("REALSWITCH_BARGE_IN_CALLS", "3"))
+# The barge-in latency, from the switch's stamps (20 ms steps). The span from the callee leg's voice
+# (PLAYBACK_START + onset + 1.5 s) to the A leg's PLAYBACK_STOP break, less one tick, holds the
+# loopback hop (one or two frames plus the media bug: the audio server hears the onset 30-70 ms after
+# the callee leg plays it) before the audio server can decide; measured over 10 calls on 2 busy cores:
+# p50 50 ms, p95 90 ms. So: the median of a run's calls within 60 ms (the issue's figure), each call
+# within 100 ms, and the robot's own part (the audio server's barge_in event to the break) within two
+# ticks, 40 ms.
+SPAN_P50_S = 0.060
+SPAN_CALL_S = 0.100
+ROBOT_PART_S = 0.040
 
 
 def sidecar(switch, name: str) -> dict:
@@ -71,7 +82,7 @@ def park_before_broadcast(a_leg: list[Event], events: list[Event], call_uuid: st
 LATENCIES: list[float] = []
 
 
-@pytest.mark.parametrize("run", range(int(os.environ.get("REALSWITCH_BARGE_IN_CALLS", "3"))))
+@pytest.mark.parametrize("run", range(BARGE_IN_CALLS))
 def test_long_reply_barges_in(switch, recorder, audio_server, workdir, run):
     """Speech over the greeting for more than 1.5 s: the robot breaks its prompt 1.5 s after onset."""
     result = run_call(switch, audio_server, recorder, f"loopback/long_reply/{TEST_CONTEXT}", workdir)
@@ -110,7 +121,14 @@ def test_long_reply_barges_in(switch, recorder, audio_server, workdir, run):
         p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
         print(f"barge-in latency over {len(LATENCIES)} calls: p50 {statistics.median(LATENCIES) * 1000:.1f} ms, "
               f"p95 {p95 * 1000:.1f} ms, max {max(LATENCIES) * 1000:.1f} ms")
-    assert -0.060 <= latency <= 0.060, f"PLAYBACK_STOP break {latency * 1000:+.1f} ms from onset + 1.5 s (+1 tick)"
+    assert decided, "no barge_in event from the audio server"
+    robot_part = stop.t - TICK_S - decided[0].t
+    print(f"the robot's part (audio server barge_in event -> PLAYBACK_STOP break less one tick): "
+          f"{robot_part * 1000:+.1f} ms")
+    assert -TICK_S <= robot_part <= ROBOT_PART_S
+    assert -0.060 <= latency <= SPAN_CALL_S, f"PLAYBACK_STOP break {latency * 1000:+.1f} ms from onset + 1.5 s"
+    if run == BARGE_IN_CALLS - 1 and len(LATENCIES) >= 3:
+        assert statistics.median(LATENCIES) <= SPAN_P50_S, f"median {statistics.median(LATENCIES) * 1000:.1f} ms"
 
 
 def test_short_reply_does_not_barge_in(switch, recorder, audio_server, workdir):

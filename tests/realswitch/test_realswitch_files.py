@@ -1,5 +1,6 @@
 """The switch-side files, checked without a switch: the XML that FreeSWITCH parses, the systemd
-units (systemd-analyze verify), and the install script's argument handling."""
+units (systemd-analyze verify), the install script's argument handling, and that every command of
+docs/freeswitch.md and docs/softphone.md is run by a test of the suite."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from realswitch_kit import REPO, SCRIPTS
+from realswitch_kit import REPO, SCRIPTS, doc_commands
 
 pytestmark = pytest.mark.realswitch
 
@@ -85,3 +86,75 @@ def test_install_script_help_and_refusals(tmp_path):
     skipped = subprocess.run([script, "--sources", str(src), "--cache-dir", str(tmp_path / "cache"), "--no-conf"],
                              capture_output=True, text=True)
     assert skipped.returncode == 0 and "build skipped" in skipped.stderr
+
+
+HERE = Path(__file__).resolve().parent
+# Every command of the docs' ```sh blocks, and the test (file, function or fixture) that runs it.
+# None as the fragment: that file takes the command from the doc itself (doc_command(doc, fragment))
+# and runs it as written; a fragment: the test runs this variant of it, which the file holds.
+DOC_COMMANDS: dict[tuple[str, str], tuple[str, str, str | None]] = {
+    ("freeswitch.md", 'export CALLBOT_ESL_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr \'+/\' \'._\')"'):
+        ("test_realswitch_docs.py", "test_docs_install_commands", None),
+    ("freeswitch.md", 'scripts/install_freeswitch.sh --esl-password "$CALLBOT_ESL_PASSWORD"'):
+        ("test_realswitch_docs.py", "test_docs_install_commands", None),
+    ("freeswitch.md", 'scripts/install_freeswitch.sh --conf-only --esl-password "$CALLBOT_ESL_PASSWORD"'):
+        ("test_realswitch_docs.py", "test_docs_install_commands", None),
+    ("freeswitch.md", "P=$(scripts/install_freeswitch.sh --print-prefix)"):
+        ("test_realswitch_docs.py", "test_docs_install_commands", None),
+    ("freeswitch.md", 'scripts/freeswitch_ctl.sh start "$P"'):
+        ("test_realswitch_docs.py", "test_docs_switch_control", None),
+    ("freeswitch.md", 'scripts/freeswitch_ctl.sh status "$P"'):
+        ("test_realswitch_docs.py", "test_docs_switch_control", None),
+    ("freeswitch.md", '"$P/bin/fs_cli" -p "$CALLBOT_ESL_PASSWORD" -x \'module_exists mod_audio_stream\''):
+        ("test_realswitch_docs.py", "test_docs_switch_control", None),
+    ("freeswitch.md", 'scripts/freeswitch_ctl.sh stop "$P"'):
+        ("test_realswitch_docs.py", "test_docs_switch_control", None),
+    ("freeswitch.md", "callbot audio-server --host 127.0.0.1 --port 8080 &"):
+        ("test_realswitch_docs.py", "test_docs_robot_against_the_switch", None),
+    ("freeswitch.md", "export CALLBOT_AUDIO_SERVER_PUBLIC_URL=ws://127.0.0.1:8080"):
+        ("test_realswitch_docs.py", "test_docs_robot_against_the_switch", None),
+    ("freeswitch.md", "callbot check --audio-url ws://127.0.0.1:8080"):
+        ("test_realswitch_docs.py", "test_docs_robot_against_the_switch", None),
+    ("freeswitch.md", "callbot call 'loopback/long_reply/callbot_test' --json"):
+        ("test_realswitch_docs.py", "test_docs_robot_against_the_switch", None),
+    ("freeswitch.md", 'eval "$(bash .ci/realswitch.sh)"'): ("test_realswitch_docs.py", "test_docs_ci_realswitch", None),
+    # how this suite is run (.ci/run runs it): the suite itself
+    ("freeswitch.md", "python -m pytest -q tests/realswitch"): ("conftest.py", "pytest_configure", "realswitch"),
+    ("freeswitch.md", 'scripts/compare_switches.py --prefix "$P" --table > compare.json'):
+        ("test_compare_switches.py", "comparison", None),
+    ("softphone.md", 'scripts/install_freeswitch.sh --conf-only --esl-password "$CALLBOT_ESL_PASSWORD" '
+                     "--softphone-password 'a-long-sip-password' --sip-ip 192.168.1.20"):
+        ("test_realswitch_docs.py", "test_docs_softphone_conf_on_a_lan_address", None),
+    ("softphone.md", '"$P/bin/fs_cli" -p "$CALLBOT_ESL_PASSWORD" -x \'sofia status profile internal reg\''):
+        ("test_realswitch_softphone.py", "softphone", None),
+    # the same line as in freeswitch.md (checked below), run there
+    ("softphone.md", "callbot audio-server --host 127.0.0.1 --port 8080 &"):
+        ("test_realswitch_docs.py", "test_docs_robot_against_the_switch", None),
+    # every `callbot call` of the suite runs with these two settings (and the port and host)
+    ("softphone.md", "export CALLBOT_ESL_PASSWORD='...' CALLBOT_AUDIO_SERVER_PUBLIC_URL=ws://127.0.0.1:8080"):
+        ("realswitch_kit.py", "robot_env", "CALLBOT_ESL_PASSWORD=switch.password,"),
+    # `callbot call user/1000 --json --no-db`, the baresip softphone answering
+    ("softphone.md", "callbot call user/1000"):
+        ("test_realswitch_softphone.py", "test_softphone_barge_in_heard_in_the_recording", 'f"user/{SOFTPHONE_USER}"'),
+}
+
+
+def test_every_docs_command_is_run_by_a_test():
+    """A command added to or changed in the docs fails here until a test runs it (and DOC_COMMANDS says which)."""
+    in_docs = {(doc, command) for doc in ("freeswitch.md", "softphone.md") for command in doc_commands(doc)}
+    assert in_docs - set(DOC_COMMANDS) == set(), "docs commands no test runs (add the test, then DOC_COMMANDS)"
+    assert set(DOC_COMMANDS) - in_docs == set(), "DOC_COMMANDS entries no longer in the docs (the docs changed)"
+    assert ("freeswitch.md", "callbot audio-server --host 127.0.0.1 --port 8080 &") in in_docs
+    import ast
+    import re
+
+    for (doc, command), (file, function, fragment) in DOC_COMMANDS.items():
+        text = (HERE / file).read_text()
+        assert re.search(rf"^(def|    def) {function}\(", text, re.M), f"{file} has no {function}() (for {command!r})"
+        if fragment is not None:
+            assert fragment in text, f"{file} does not run {command!r} ({fragment!r} not found)"
+            continue
+        taken = [frag for d, frag in re.findall(r'doc_command\("([a-z]+\.md)", ([\'"].+?[\'"])\)', text)
+                 if d == doc or (d == "freeswitch.md" and (d, command) in in_docs)]
+        fragments = [ast.literal_eval(frag) for frag in taken]  # string literals of the test file
+        assert any(f in command for f in fragments), f"{file} takes no command of docs/{doc} matching {command!r}"

@@ -12,6 +12,7 @@ length in it is the time the caller heard it.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -22,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realswitch_kit import REPO, SOFTPHONE_USER, Switch, call_events, free_port, print_sequence, run_call
+from realswitch_kit import (
+    REPO, SOFTPHONE_USER, Switch, call_events, doc_command, free_port, print_sequence, run_call, run_shell,
+)
 
 pytestmark = pytest.mark.realswitch
 
@@ -156,12 +159,16 @@ snd_path		{self.rec}
 @pytest.fixture
 def softphone(switch, tmp_path):
     if shutil.which("baresip") is None:
-        pytest.skip("baresip is not installed (apt-get install baresip; .ci/realswitch.sh does)")
+        pytest.skip("baresip is not installed (apt-get install baresip-core; .ci/realswitch.sh does)")
     started: list[Baresip] = []
 
     def start(mic: Path) -> Baresip:
         phone = Baresip(switch, tmp_path / "baresip", mic)
         started.append(phone)
+        # docs/softphone.md: check the registration on the switch
+        reg = run_shell(doc_command("softphone.md", "sofia status profile internal reg"), P=str(switch.prefix),
+                        CALLBOT_ESL_PASSWORD=switch.password)
+        assert reg.returncode == 0 and re.search(rf"User:\s+{SOFTPHONE_USER}@", reg.stdout), reg.stdout
         return phone
 
     yield start
@@ -208,6 +215,14 @@ def test_softphone_barge_in_heard_in_the_recording(switch, recorder, audio_serve
     answer = next(e for e in events if e.name == "CHANNEL_ANSWER" and e.uuid == result.uuid)
     start = next(e for e in events if e.name == "PLAYBACK_START" and e.uuid == result.uuid)
     stop = next(e for e in events if e.name == "PLAYBACK_STOP" and e.uuid == result.uuid)
+    bug = next((e for e in events if e.name == "MEDIA_BUG_START" and e.uuid == result.uuid), None)
+    api = {e.get("API-Command"): e for e in reversed(events) if e.name == "API"}
+    heard = next((e for e in events if e.name == "CUSTOM::mod_audio_stream::json" and '"speech_started"' in e.get("_body")),
+                 None)
+    print(f"softphone timing: CHANNEL_ANSWER received by this client {(answer.recv - answer.t) * 1000:+.0f} ms after its "
+          f"stamp; uuid_audio_stream (API) {api['uuid_audio_stream'].t - answer.t if 'uuid_audio_stream' in api else 0:.3f} s, "
+          f"MEDIA_BUG_START {(bug.t - answer.t) if bug else float('nan'):.3f} s after the answer; the audio server's "
+          f"speech_started: {heard.get('_body') if heard else None}")
     dec, enc = phone.dumps()
     heard, _ = read_wav(dec)
     sent, _ = read_wav(enc)
