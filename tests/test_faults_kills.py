@@ -185,6 +185,38 @@ def test_fault_audio_server_killed_mid_speech_restarts_the_stream_and_the_caller
     assert _attempt(db, report["call_uuid"])["flags"] == report["flags"]
 
 
+def test_fault_audio_server_killed_for_good_with_on_audio_lost_hangup_ends_after_the_prompt(tmp_path):
+    logs, speed = tmp_path / "logs", 5.0
+    esl_port, audio_port, db = free_port(), free_port(), f"sqlite:///{tmp_path / 'calls.db'}"
+    scenario = reply_scenario(tmp_path)
+    scenario.write_text(scenario.read_text().replace('name = "fault_reply"', 'name = "fault_reply"\n'
+                                                     'on_audio_lost = "hangup"'), encoding="utf-8")
+    switch = simswitch(logs, esl_port, speed)
+    audio = audio_server(logs, audio_port)
+    try:
+        robot = robot_call(logs, "fixture/silence", robot_env(esl_port, audio_port, db, speed), tmp_path,
+                           scenario=scenario)
+        robot.wait_for("robot plays", 60)
+        audio.kill9(group=True)  # and it never comes back
+        code = robot.exit_code(60)
+    finally:
+        switch.stop()
+        audio.stop()
+    report = report_of(robot)
+    assert code == 3, robot.stderr[-3000:]  # the scenario did not run to its end
+    assert {"audio_stream_lost", "audio_gone"} <= set(report["flags"]), report["flags"]
+    assert len(rows(report, "robot", "stream_restart")) == ROBOT.stream_restarts
+    gone = rows(report, "robot", "flag")
+    gone_at = next(r["t"] for r in gone if r["flag"] == "audio_gone")
+    ended = next(e for e in report["events"] if e["type"] == "state" and e["state"] == "hanging_up")
+    assert ended["cause"] == "audio lost" and report["hangup"]["by"] == "robot"
+    assert all(p["status"] == "done" for p in report["prompts"])  # never cut mid-sentence
+    last_stop = max(p["stopped_s"] for p in report["prompts"])
+    assert ended["t"] - max(gone_at, last_stop) < 0.5, (ended, gone_at, last_stop)
+    print(f"measured: {ROBOT.stream_restarts} restarts, audio given up at {gone_at} s, the prompt then playing "
+          f"ended at {last_stop} s, hang-up at {ended['t']} s")
+
+
 def test_fault_switch_killed_mid_call_and_restarted_records_the_call_as_lost(tmp_path):
     logs, speed = tmp_path / "logs", 5.0
     esl_port, db = free_port(), f"sqlite:///{tmp_path / 'calls.db'}"
