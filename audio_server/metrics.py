@@ -89,23 +89,6 @@ class StreamMetrics:
         )
 
 
-@dataclass(frozen=True)
-class WorkerMetrics:
-    """The supervisor's own metrics: worker processes serving and restarts."""
-
-    listening: Gauge
-    restarts: Counter
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> "WorkerMetrics":
-        return cls(
-            listening=Gauge("callbot_audio_workers_listening", "Worker processes serving the stream port.",
-                            registry=registry),
-            restarts=Counter("callbot_audio_worker_restarts", "Worker processes restarted after they died.",
-                             registry=registry),
-        )
-
-
 _defaults: dict[type, object] = {}
 _default_lock = threading.Lock()
 

@@ -7,6 +7,7 @@ from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Response
 
@@ -70,6 +71,19 @@ class Board:
         return {"status": status, "streams": self.total("streams"), "max_streams": max_streams,
                 "opened": self.total("opened"), "workers": self.workers, "workers_listening": listening,
                 "restarts": self.total("restarts"), "per_worker": rows}
+
+
+class BoardCollector:
+    """The supervisor's own Prometheus metrics, read from the board at each scrape."""
+
+    def __init__(self, board: Board) -> None:
+        self.board = board
+
+    def collect(self):
+        yield GaugeMetricFamily("callbot_audio_workers_listening", "Worker processes serving the stream port.",
+                                value=self.board.listening())
+        yield CounterMetricFamily("callbot_audio_worker_restarts", "Worker processes restarted after they died.",
+                                  value=self.board.total("restarts"))
 
 
 def http_response(connection: ServerConnection, text: str, content_type: str,

@@ -34,8 +34,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from callbot.audio_server.metrics import WorkerMetrics, forget_process, workers_exposition
-from callbot.audio_server.serve.board import DEAD, LISTENING, STARTING, Board, health_response, http_response
+from callbot.audio_server.metrics import forget_process, workers_exposition
+from callbot.audio_server.serve.board import (DEAD, LISTENING, STARTING, Board, BoardCollector, health_response,
+                                              http_response)
 from callbot.audio_server.serve.worker import COMMAND, START_FAILED, WorkerSpec
 from callbot.audio_server.server import HEALTH_PATH, ListenError, check_exposure, listen_problem
 from callbot.config import Settings
@@ -93,8 +94,7 @@ class Supervisor:
         self.young_deaths = [0] * workers
         self.failed: str | None = None  # why a worker could not start, before the server was up
         self.up = self.stopping = False
-        self.own_registry = CollectorRegistry()  # the supervisor's metrics, in memory
-        self.metrics = WorkerMetrics.create(self.own_registry)
+        self.own_registry = CollectorRegistry()  # the supervisor's own metrics, from the board
         self.port = 0
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -109,6 +109,7 @@ class Supervisor:
         self.metrics_dir = self.run_dir / "metrics"
         self.metrics_dir.mkdir()
         self.board = Board.create(self.run_dir / "board", self.workers)
+        self.own_registry.register(BoardCollector(self.board))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._stop.set)
@@ -186,7 +187,6 @@ class Supervisor:
         await asyncio.sleep(delay)
         if not self.stopping:
             self.board.add(slot, "restarts")
-            self.metrics.restarts.inc()
             await self._spawn(slot)
 
     async def _announce(self, slot: int, proc: asyncio.subprocess.Process) -> None:
@@ -234,7 +234,6 @@ class Supervisor:
         if path == HEALTH_PATH:
             return health_response(connection, self.board, self.settings.audio_server.max_streams)
         if path == "/metrics":
-            self.metrics.listening.set(self.board.listening())
             text = workers_exposition(str(self.metrics_dir), self.own_registry).decode()
             return http_response(connection, text, CONTENT_TYPE_LATEST)
         return http_response(connection, "GET /metrics or /healthz\n", "text/plain", HTTPStatus.NOT_FOUND)

@@ -8,6 +8,7 @@ loads its own Whisper model. It serves until SIGTERM, or until its supervisor is
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import pickle
@@ -142,6 +143,10 @@ def run_worker(spec: WorkerSpec) -> None:
 async def _serve(spec: WorkerSpec, board: Board) -> None:
     server = WorkerServer(spec.settings, board, spec.slot)
     await server.start(port=spec.port)
+    # What start-up made (modules, the model) lives as long as the process: out of the cyclic
+    # collector's sight, a full collection takes microseconds instead of 7-10 ms of a stalled loop.
+    gc.collect()
+    gc.freeze()
     board.set(spec.slot, "state", LISTENING)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, server.close)
     watch = asyncio.create_task(_watch_parent(spec.parent_pid, server))
