@@ -92,11 +92,11 @@ def spans(clean: np.ndarray, offset_s: float = 0.0) -> list[list[float]]:
     on = frames > max(frames.max() - 35.0, -60.0)
     out: list[list[float]] = []
     for i in np.nonzero(on)[0]:
-        t = i * 0.01
-        if out and t - out[-1][1] < 0.1:
-            out[-1][1] = round(t + 0.01 + offset_s, 3)
+        t = i * 0.01 + offset_s
+        if out and t - out[-1][1] < 0.1:  # both in stream time (the offset once counted on one side only,
+            out[-1][1] = round(t + 0.01, 3)  # which merged every gap shorter than the offset + 100 ms)
         else:
-            out.append([round(t + offset_s, 3), round(t + 0.01 + offset_s, 3)])
+            out.append([round(t, 3), round(t + 0.01, 3)])
     return out
 
 
