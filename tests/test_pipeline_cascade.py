@@ -72,7 +72,9 @@ def test_speech_barges_in_at_the_same_onset_as_webrtcvad_alone(name: str) -> Non
     assert [type(e) for e in cascade] == [SpeechStarted, BargeIn]
     assert cascade[1].onset_s == plain[1].onset_s == cascade[0].t
     assert abs(cascade[1].onset_s - sidecar["speech"][0][0]) < 0.1
-    assert cascade[1].t == plain[1].t  # confirmed long before the 1.5 s mark: no later decision
+    # confirmed long before the 1.5 s mark: never a later decision (earlier where Silero held a weak
+    # phoneme that webrtcvad's guards dropped, so no 20 ms gap had to be bridged)
+    assert cascade[1].t <= plain[1].t and cascade[1].duration_ms == 1500
 
 
 def test_decisions_do_not_depend_on_message_sizes() -> None:

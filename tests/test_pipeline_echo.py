@@ -71,12 +71,12 @@ def test_the_bound_learnt_on_a_silent_line_caps_the_worst_case_and_rises_only_sl
     hiss = (rng.standard_normal(16000 * 2) * 3).astype(np.int16)  # the line: hiss, no echo at all
     for i in range(0, len(hiss), 320):
         gate.judge(hiss[i:i + 320], i)
-    assert gate.bound is not None and float(np.max(gate.bound)) < 1e-4  # more than 40 dB below the prompt
+    assert gate.bound is not None and float(np.max(gate.bound)) <= 1e-4  # 40 dB below the prompt (its floor)
     before = gate.bound.copy()
     loud = (rng.standard_normal(16000) * 3000).astype(np.int16)  # then a caller as loud as the prompt, 1 s
     verdicts = [gate.judge(loud[i:i + 320], 32000 + i) for i in range(0, len(loud), 320)]
     assert all(v.caller for v in verdicts)
-    assert np.all(gate.bound <= before * 10 ** (3.2 / 10) + 1e-12)  # at most 3 dB per second
+    assert np.all(gate.bound <= before * 10 ** (6.2 / 10))  # at most 6 dB per second
 
 
 def test_the_gate_learns_the_delay_and_gain_of_the_path() -> None:

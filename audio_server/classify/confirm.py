@@ -27,8 +27,16 @@ class SpeechSettings:
     strong_windows: int = 3  # 3 windows of 32 ms: about 100 ms of clear speech
     weak_probability: float = 0.2
     weak_windows: int = 10
-    rescue_probability: float = 0.6  # inside speech, a webrtcvad frame the guards refused counts when
+    rescue_probability: float = 0.3  # inside speech, a webrtcvad frame the guards refused counts when
     # the classifier is this sure (hiss and quiet lines lose weak phonemes to the guards)
+    hold_probability: float = 0.5  # inside speech, a frame counts on the classifier alone at this probability
+    hold_margin_db: float = 0.5  # ... and stands this far above the noise floor (weak phonemes in hiss)
+    # The cheap gate may be more sensitive when the classifier confirms every segment (None: [vad]'s value):
+    gate_min_level_dbfs: float | None = -65.0  # a -15 dB line still opens segments ([vad] -50)
+    gate_noise_margin_db: float | None = 6.0  # hiss at -42 dBFS still leaves weak phonemes ([vad] 9)
+    level_max_gain_db: float = 18.0  # webrtcvad hears quiet callers raised by up to this (0: off; Silero
+    # hears the line as it is: raised, DTMF in hiss scored as weak speech)
+    level_target_dbfs: float = -20.0  # ... toward speech peaks at this level
     echo: bool = True  # use the robot's prompt (playback markers) to reject its echo
     echo_max_delay_ms: int = 600
     echo_caller_ratio: float = 0.15

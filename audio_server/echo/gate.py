@@ -10,9 +10,9 @@ learnt while the prompt plays, from the last second of frames:
   a low percentile ignores double talk.
 Before the path is known the gate assumes the worst echo (``prelock_gain_db``, any delay), capped
 by what the line has shown it can return at most:
-- **bound**: per band, whatever the delay, the echo's gain is at most the typical (geometric mean)
-  line/prompt ratio at that delay over frames where the prompt is loud, so the largest of those
-  over all delays bounds it. A line with no echo (digital, or cancelled upstream) shows a bound
+- **bound**: per band, whatever the delay, the echo's gain is at most the median ratio of the
+  line's energy above its noise floor to the prompt's, at that delay, over frames where the prompt
+  is loud in that band; the largest of those over all delays bounds it. A line with no echo (digital, or cancelled upstream) shows a bound
   far below the prompt within about a second, and a caller talking over the prompt then counts
   from their first frame instead of being taken for an echo that was never heard. The bound
   holds for the call (it may rise ``bound_rise_db_per_s``, so a caller's own speech barely moves
@@ -49,7 +49,7 @@ class EchoSettings:
     gain_percentile: float = 30.0
     pause_latency_ms: int = 45  # a pause or resume marker takes effect this late (41-52 ms measured)
     bound_min_frames: int = 10  # loud prompt frames a delay needs before the bound counts it
-    bound_rise_db_per_s: float = 3.0  # the bound may rise this fast (it falls at once)
+    bound_rise_db_per_s: float = 6.0  # the bound may rise this fast (it falls at once)
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class EchoVerdict:
     caller_ratio: float
     delay_ms: float | None
 
+
+BOUND_FLOOR = 1e-4  # the bound never falls below -40 dB, so that it can rise again within seconds
 
 NO_REFERENCE = EchoVerdict(reference=False, caller=True, caller_ratio=1.0, delay_ms=None)
 
@@ -209,21 +211,25 @@ class EchoGate:
         self.gains = np.where(np.isfinite(gains), gains, fallback).astype(np.float32)
 
     def _update_bound(self, rows: np.ndarray, y: np.ndarray, now: int) -> None:
-        """Fold the history into ``bound``: per band, the largest over delays of the typical line/prompt ratio.
+        """Fold the history into ``bound``: per band, the largest over delays of the median line/prompt ratio.
 
-        ``rows``: (frames, delays) prompt rows (-1: nothing played at that delay), ``y``: (frames, bands).
+        The line's energy is taken above its noise floor (a line carrying only hiss shows no echo; the
+        judge takes the noise out on its own), over the frames where the prompt is within 20 dB of its
+        loudest in that band. ``rows``: (frames, delays) prompt rows (-1: nothing played at that
+        delay), ``y``: (frames, bands).
         """
         assert self.prompt is not None
         s = self.settings
         bands = self.prompt.bands
         ref = bands[np.maximum(rows, 0)]  # (frames, delays, bands)
-        loud = (rows >= 0)[:, :, None] & (ref > 1e-2 * max(float(bands.max()), 1.0))
+        loud = (rows >= 0)[:, :, None] & (ref > 1e-2 * np.maximum(bands.max(axis=0), 1.0))
         count = loud.sum(axis=0)  # (delays, bands)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_ratio = np.where(loud, np.log(np.maximum(y[:, None, :], 1e-3) / np.maximum(ref, 1e-6)), 0.0)
-            typical = np.exp(log_ratio.sum(axis=0) / np.maximum(count, 1))
-        typical = np.where(count >= s.bound_min_frames, typical, np.inf)  # a delay not tested yet: no bound
-        fresh = typical.max(axis=0).astype(np.float32)
+        above = np.maximum(y - (self._noise if self._noise is not None else 0.0), 0.0)
+        ratio = np.where(loud, above[:, None, :] / np.maximum(ref, 1e-6), np.inf)
+        ratio.sort(axis=0)  # the loud frames first, in order
+        median = np.take_along_axis(ratio, (np.maximum(count, 1) - 1)[None] // 2, axis=0)[0]
+        median = np.where(count >= s.bound_min_frames, median, np.inf)  # a delay not tested yet: no bound
+        fresh = np.maximum(median.max(axis=0), BOUND_FLOOR).astype(np.float32)
         if self.bound is None:
             self.bound = fresh
         else:

@@ -1,5 +1,7 @@
 """One stream's audio path, in order: reframe → echo gate → VAD → speech classifier → segment → barge-in → AMD → beep.
 
+Segment items (what speech recognition hears) leave only for segments the classifier confirmed.
+
 Sans-I/O: ``feed`` takes a message's bytes and returns what they caused, dated in stream time.
 The server only moves bytes in and serialised events out.
 
@@ -26,10 +28,11 @@ from callbot.audio_server.echo.gate import NO_REFERENCE, EchoGate, EchoVerdict
 from callbot.audio_server.echo.reference import PromptBands, load_prompt_bands
 from callbot.audio_server.pipeline.bargein import BargeInDetector
 from callbot.audio_server.pipeline.frames import Frame
+from callbot.audio_server.pipeline.held import ConfirmedSegments
 from callbot.audio_server.pipeline.reframer import Reframer
 from callbot.audio_server.pipeline.segmenter import Segmenter, SegmenterStep
 from callbot.audio_server.pipeline.segments import FrameDecision, SegmentItem, SegmentOpened
-from callbot.audio_server.pipeline.vad import Vad
+from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
 from callbot.events import AudioEvent, Final, Partial
@@ -67,8 +70,16 @@ class StreamPipeline:
         self.speech = speech or speech_settings(settings)
         # A segment must outlive any pause the barge-in detector bridges, or bridging could never happen.
         vad = dataclasses.replace(settings.vad, hangover_ms=max(settings.vad.hangover_ms, params.bridge_ms))
+        normaliser = None
+        if self.speech.confirm:  # every segment is confirmed: the gate may open on weaker evidence
+            sp = self.speech
+            vad = dataclasses.replace(
+                vad, min_level_dbfs=vad.min_level_dbfs if sp.gate_min_level_dbfs is None else sp.gate_min_level_dbfs,
+                noise_margin_db=vad.noise_margin_db if sp.gate_noise_margin_db is None else sp.gate_noise_margin_db)
+            if sp.level_max_gain_db > 0:
+                normaliser = LevelNormaliser(vad.frame_ms, sp.level_target_dbfs, sp.level_max_gain_db)
         self.reframer = Reframer(params.rate, vad.frame_ms)
-        self.vad = Vad(params.rate, vad)
+        self.vad = Vad(params.rate, vad, normaliser)
         self.segmenter = Segmenter(params.rate, vad)
         self.bargein = BargeInDetector(params.min_speech_ms, params.bridge_ms)
         self.amd = AmdDetector(params.amd)  # beside barge-in, never in front of it
@@ -84,6 +95,8 @@ class StreamPipeline:
             if self.batcher is None:
                 self.batcher, self._own_batcher = SileroBatcher(), True
         self.confirmer = SpeechConfirmer(self.speech)
+        self.held = (ConfirmedSegments(params.rate, vad.frame_ms, vad.pre_speech_ms)
+                     if self.classifier is not None else None)
         self._pending: list[_Accepted] = []
         self._active_frames = max(1, self.speech.active_ms // vad.frame_ms)
         self._since_voiced = self._active_frames  # frames since the gate last voiced one
@@ -142,7 +155,7 @@ class StreamPipeline:
         """First half: reframe, echo gate and the cheap VAD gate; queue classifier windows."""
         for frame in self.reframer.feed(data):
             echo = self.echo.judge(frame.samples, frame.start) if self.echo is not None else NO_REFERENCE
-            gate = self.vad.decide(frame)
+            gate = self.vad.decide(frame, echo.caller)
             if gate.voiced and not echo.caller:
                 gate = dataclasses.replace(gate, voiced=False)
             self._since_voiced = 0 if gate.voiced else self._since_voiced + 1
@@ -183,12 +196,15 @@ class StreamPipeline:
         if gate.voiced or not self.segmenter.in_speech or not item.echo.caller:
             return gate
         end = item.frame.start + len(item.frame.samples)
-        if self.confirmer.latest(end) < self.speech.rescue_probability:
+        probability = self.confirmer.latest(end)
+        if probability < min(self.speech.rescue_probability, self.speech.hold_probability):
             return gate
         floor = self.vad.noise.dbfs if self.vad.noise.dbfs is not None else gate.level_dbfs
-        if gate.level_dbfs < floor + 3.0 or not self.vad.speech_raw(item.frame):
+        if probability >= self.speech.hold_probability and gate.level_dbfs >= floor + self.speech.hold_margin_db:
+            return dataclasses.replace(gate, voiced=True)
+        if probability < self.speech.rescue_probability or gate.level_dbfs < floor + 3.0:
             return gate
-        return dataclasses.replace(gate, voiced=True)
+        return dataclasses.replace(gate, voiced=self.vad.speech_raw(item.frame))
 
     def flush(self) -> PipelineOutput:
         """End of stream: close an open segment (a partial last frame is dropped)."""
@@ -204,5 +220,8 @@ class StreamPipeline:
         return list(self.amd.on_transcript(event.text, self.stream_time, isinstance(event, Final)))
 
     def _after_segmenter(self, step: SegmenterStep, out: PipelineOutput, confirmed: bool = True) -> None:
-        out.segment_items.extend(step.items)
+        if self.held is None:
+            out.segment_items.extend(step.items)
+        else:  # speech recognition hears only segments the classifier confirmed
+            out.segment_items.extend(self.held.feed(step.items, confirmed))
         out.events.extend(self.bargein.feed(step, confirmed))
