@@ -53,3 +53,18 @@ def test_versions_are_derived_from_the_clean_audio_with_a_seed() -> None:
     assert fixtures[1].version == "hiss" and (hiss != clean).any()
     assert (version_of(clean, "hiss", 5) == version_of(clean, "hiss", 5)).all()
     assert abs(version_of(clean, "quiet", 0).astype(float).std() / clean.astype(float).std() - 10 ** (-15 / 20)) < 0.01
+
+
+def test_eval_cost_runs_streams_side_by_side_with_one_batcher(small_set: Path) -> None:
+    result = CliRunner().invoke(main, ["eval", str(small_set), "--cost", "doubletalk_04_no_reply_6db_300ms",
+                                       "--streams", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    rows = {row["system"]: row for row in report["systems"]}
+    assert list(rows) == ["webrtcvad", "cascade", "cascade+echo"]
+    assert all(row["us_per_frame"] > 0 and row["streams"] == 2 for row in rows.values())
+    assert "silero_calls" not in rows["webrtcvad"]
+    cascade = rows["cascade"]
+    assert cascade["silero_windows"] == 2 * cascade["silero_calls"]  # both streams in every call
+    missing = CliRunner().invoke(main, ["eval", str(small_set), "--cost", "no_such_fixture"])
+    assert missing.exit_code == 2 and "no such fixture" in missing.output

@@ -22,13 +22,20 @@ from callbot.cli_context import CliContext
                    "confirmation + echo gate.")
 @click.option("--prompts", "prompts", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
               help="Where the sidecars' playback files are (default: the bundled prompts).")
+@click.option("--cost", "cost", default=None, metavar="FIXTURE",
+              help="Instead: CPU per stream and 20 ms frame with --streams copies of DIRECTORY's FIXTURE (a name, "
+                   "e.g. doubletalk_05_greeting_10db_50ms) sharing one Silero batcher: webrtcvad alone, the "
+                   "cascade, and the cascade with the echo reference (its playback markers).")
+@click.option("--streams", default=32, show_default=True, type=click.IntRange(1, 2000),
+              help="With --cost: how many streams run side by side.")
 @click.pass_obj
 def eval_command(obj: CliContext, directory: Path, as_json: bool, png: Path | None, versions: str, systems: str,
-                 prompts: Path | None) -> None:
+                 prompts: Path | None, cost: str | None, streams: int) -> None:
     """Stream every fixture of DIRECTORY (NAME.wav|flac + NAME.json with `category`, `speech`,
     `expect.barge_in`, optional `playback`) through the audio pipeline, once per system and version;
     print barge-in precision, recall on speech of at least 1.7 s, onset error p50/p95, false
-    barge-ins by category and CPU per 20 ms frame.
+    barge-ins by category and CPU per 20 ms frame. With --cost FIXTURE, the pipeline's cost per
+    stream instead (webrtcvad, cascade, cascade + echo reference).
     """
     from callbot.app.eval.fixtures import VERSIONS, load
     from callbot.app.eval.run import SYSTEMS, run_one, summarise
@@ -48,6 +55,9 @@ def eval_command(obj: CliContext, directory: Path, as_json: bool, png: Path | No
         raise click.ClickException(str(exc)) from None
     settings = obj.settings()
     folder = prompts or prompts_dir()
+    if cost is not None:
+        _print_cost(directory, cost, chosen_versions, streams, settings, folder, as_json)
+        return
     report = {"directory": str(directory), "fixtures": len(fixtures) // max(1, len(chosen_versions)),
               "versions": list(chosen_versions), "systems": {}}
     for system in chosen_systems:
@@ -61,6 +71,30 @@ def eval_command(obj: CliContext, directory: Path, as_json: bool, png: Path | No
         click.echo(json.dumps(report, indent=1))
     else:
         click.echo(format_table(report))
+
+
+def _print_cost(directory: Path, name: str, versions: tuple[str, ...], streams: int, settings: object, folder: Path,
+                as_json: bool) -> None:
+    from callbot.app.eval.cost import cost_report
+    from callbot.app.eval.fixtures import load
+
+    try:
+        chosen = [f for f in load(directory, versions[:1]) if f.name == name]
+    except (FileNotFoundError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not chosen:
+        raise click.BadParameter(f"{name!r}: no such fixture in {directory}", param_hint="--cost")
+    report = cost_report(chosen[0], streams, settings, folder)  # type: ignore[arg-type]
+    if as_json:
+        click.echo(json.dumps(report, indent=1))
+        return
+    click.echo(f'{report["fixture"]} ({report["category"]}, {report["seconds"]} s) x {streams} streams, one shared '
+               "Silero batcher, process CPU")
+    for row in report["systems"]:
+        extra = (f'  Silero: {row["silero_windows"]} windows in {row["silero_calls"]} calls'
+                 if "silero_calls" in row else "")
+        click.echo(f'{row["system"]:<14}{row["us_per_frame"]:>8} us per stream-frame  '
+                   f'{row["streams_per_core"]:>6} streams per core{extra}')
 
 
 def format_table(report: dict) -> str:
