@@ -26,7 +26,6 @@ Sans-I/O: frames and marker times (stream samples) in, verdicts out.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -189,12 +188,18 @@ class EchoGate:
         silence = len(prompt.coarse_log) - 1
         lr = prompt.coarse_log[np.where(rows >= 0, rows, silence)]  # (f, d, 4)
         y = np.array(self._hist_y)  # (f, b)
-        ly = np.log(coarse_bands(y) + 1.0)[:, None, :]
-        ly_c = ly - ly.mean(axis=(0, 2), keepdims=True)
-        lr_c = lr - lr.mean(axis=(0, 2), keepdims=True)
-        num = (ly_c * lr_c).sum(axis=(0, 2))
-        den = np.sqrt((ly_c ** 2).sum(axis=(0, 2)) * (lr_c ** 2).sum(axis=(0, 2))) + 1e-9
-        corr = num / den
+        ly = np.log(coarse_bands(y) + 1.0).astype(np.float64)
+        ly_c = ly - ly.mean()
+        lr = lr.astype(np.float64) - float(lr.mean())  # one shift for all delays keeps the sums small
+        n = lr.shape[0] * lr.shape[2]
+        lr_sum = lr.sum(axis=(0, 2))
+        # Pearson correlation per delay over (frames, bands), as sums: ly_c has zero mean, so the
+        # prompt's own mean drops out of the numerator; a delay where the prompt is constant scores 0
+        num = np.einsum("fb,fdb->d", ly_c, lr)
+        lr_var = np.einsum("fdb,fdb->d", lr, lr) - lr_sum ** 2 / n
+        flat = lr_var <= 1e-9 * n
+        den = np.sqrt(float(np.sum(ly_c ** 2)) * np.where(flat, 1.0, lr_var)) + 1e-9
+        corr = np.where(flat, 0.0, num / den)
         best = int(np.argmax(corr))
         self.correlation = float(corr[best])
         if self.correlation < self.settings.lock_correlation:
@@ -203,11 +208,9 @@ class EchoGate:
         r = np.where((rows[:, best] >= 0)[:, None], prompt.bands[np.maximum(rows[:, best], 0)], 0.0)
         floor = 1e-3 * max(float(r.max()), 1.0)
         loud = r > np.percentile(r, 50, axis=0, keepdims=True)
-        ratios = np.where(loud & (r > floor), y / np.maximum(r, 1e-6), np.nan)
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # a band the prompt never reached: no estimate
-            gains = np.nanpercentile(ratios, self.settings.gain_percentile, axis=0)
-        fallback = float(np.nanmedian(gains)) if np.any(np.isfinite(gains)) else 10 ** (self.settings.prelock_gain_db / 10)
+        gains = _masked_percentile(y / np.maximum(r, 1e-6), loud & (r > floor), self.settings.gain_percentile)
+        fallback = (float(np.median(gains[np.isfinite(gains)])) if np.any(np.isfinite(gains))
+                    else 10 ** (self.settings.prelock_gain_db / 10))
         self.gains = np.where(np.isfinite(gains), gains, fallback).astype(np.float32)
 
     def _update_bound(self, rows: np.ndarray, y: np.ndarray, now: int) -> None:
@@ -236,3 +239,20 @@ class EchoGate:
             rise = 10 ** (s.bound_rise_db_per_s * max(0, now - self._bound_at) / self.rate / 10)
             self.bound = np.minimum(self.bound * np.float32(rise), fresh)
         self._bound_at = now
+
+
+def _masked_percentile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
+    """Per column, the ``q`` percentile (linear, as numpy's) of ``values`` where ``mask``; NaN for an empty column.
+
+    np.nanpercentile gives the same, at about 3 ms for 50 x 13 values: too much once per second per stream.
+    """
+    ordered = np.sort(np.where(mask, values, np.inf), axis=0)
+    count = mask.sum(axis=0)
+    pos = q / 100.0 * np.maximum(count - 1, 0)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, np.maximum(count - 1, 0))
+    low = np.take_along_axis(ordered, lo[None], axis=0)[0]
+    high = np.take_along_axis(ordered, hi[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        out = low + (high - low) * (pos - lo)
+    return np.where(count > 0, out, np.nan)
