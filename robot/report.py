@@ -25,8 +25,17 @@ def _prompts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _barge_ins(rows: list[dict[str, Any]], offset: float | None, truth_breaks: Sequence[float | None] | None,
-               ) -> list[dict[str, Any]]:
+def _offset(row: dict[str, Any]) -> float | None:
+    """Call time of an audio row's stream sample 0 (each restarted stream has its own)."""
+    return None if row["t"] is None or row.get("stream_t") is None else row["t"] - row["stream_t"]
+
+
+def _call_time(row: dict[str, Any], stream_s: float) -> float | None:
+    offset = _offset(row)
+    return None if offset is None else round(stream_s + offset, 3)
+
+
+def _barge_ins(rows: list[dict[str, Any]], truth_breaks: Sequence[float | None] | None) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     acted = 0  # breaks the robot sent so far (barge-ins and AMD's), in the order the switch got them
     for i, r in enumerate(rows):
@@ -41,22 +50,20 @@ def _barge_ins(rows: list[dict[str, Any]], offset: float | None, truth_breaks: S
             if truth_breaks is not None:
                 brk = truth_breaks[acted] if acted < len(truth_breaks) else None
             acted += 1
-        onset = None if offset is None else round(r["onset_s"] + offset, 3)
-        out.append({"speech_onset_s": onset, "detected_s": r["t"], "break_at_switch_s": brk})
+        out.append({"speech_onset_s": _call_time(r, r["onset_s"]), "detected_s": r["t"], "break_at_switch_s": brk})
     return out
 
 
-def _transcripts(rows: list[dict[str, Any]], offset: float | None) -> list[dict[str, Any]]:
-    off = offset or 0.0
-    return [{"start_s": round(r["start_s"] + off, 3), "end_s": round(r["end_s"] + off, 3), "text": r["text"]}
+def _transcripts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"start_s": _call_time(r, r["start_s"]), "end_s": _call_time(r, r["end_s"]), "text": r["text"]}
             for r in rows if r["source"] == "audio" and r["type"] == "final"]
 
 
-def _amd(rows: list[dict[str, Any]], offset: float | None) -> dict[str, Any]:
+def _amd(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The detector's verdict (cause, decision in call time) and what the robot did with it."""
     verdict = next((r for r in rows if r["source"] == "audio" and r["type"] == "amd"), None)
     acted = next((r for r in rows if r["source"] == "robot" and r["type"] in ("amd_result", "amd_hook")), None)
-    decided = None if verdict is None else round(verdict["decided_at_s"] + (offset or 0.0), 3)
+    decided = None if verdict is None else _call_time(verdict, verdict["decided_at_s"])
     return {"amd_cause": verdict and verdict["cause"], "amd_decided_at_s": decided,
             "amd_action": acted and acted.get("action", "human")}
 
@@ -75,10 +82,10 @@ def build_report(record: CallRecord, fixture: str | None = None, stream_start_s:
         "disposition": record.disposition,
         "amd": record.amd,
         "prompts": _prompts(rows),
-        "barge_ins": _barge_ins(rows, timeline.stream_offset_s, truth_breaks),
-        "transcripts": _transcripts(rows, timeline.stream_offset_s),
+        "barge_ins": _barge_ins(rows, truth_breaks),
+        "transcripts": _transcripts(rows),
         "events": rows,
-        **_amd(rows, timeline.stream_offset_s),
+        **_amd(rows),
         "flags": list(record.flags),
         "intents": list(record.replies),
         "hangup": {"by": record.hangup_by, "cause": record.hangup_cause},

@@ -1,23 +1,17 @@
 """Fault suite, a lost audio stream restarted, at the level of the sans-I/O call (fake clock): the timeline after it.
 
 Found by test_faults_kills.py's audio server kill: once the robot restarts `uuid_audio_stream`,
-the new stream's time starts again at 0 (a new media bug, a new MEDIA_BUG_START), but the call's
-timeline keeps the first stream's offset, so every later audio row is dated seconds too early
-("0.052 caller starts speaking" printed after "3.579 FLAG audio_stream_lost").
+the new stream's time starts again at 0 (a new media bug, a new MEDIA_BUG_START). Each stream now
+has its own offset in the timeline, so the restarted stream's rows are dated from its own start.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from callbot.events import SpeechStarted
 from callbot.robot.call.events import MediaBugStarted, StreamConnected, StreamLost
 from call_harness import CallHarness
 
 
-@pytest.mark.xfail(strict=True, reason="robot/call/call.py (MediaBugStarted) sets timeline.stream_offset_s only "
-                   "when it is None: the restarted stream's MEDIA_BUG_START is ignored and its audio rows are "
-                   "dated by the first stream's offset (4.1 s of call time comes out as 0.1 s)")
 def test_fault_restarted_stream_rows_are_dated_from_its_own_start():
     h = CallHarness().start()
     h.answer_and_park()

@@ -81,6 +81,7 @@ class Call:
         self.partial_text = ""  # the caller's words so far in this utterance (pause mode's backchannel test)
         self.max_call_s = scenario.max_call_s or self.cfg.max_call_s
         self.audio_gone = False  # the stream is lost and will not be restarted
+        self.stream_index = 0  # which stream the audio events come from (0, then one more per restart)
 
     # ---- the sans-I/O surface ----------------------------------------------------------------
 
@@ -127,8 +128,12 @@ class Call:
             case MediaBugStarted():
                 self._switch_row(event, "MEDIA_BUG_START")
                 tl = self.record.timeline
-                if tl.stream_offset_s is None and event.switch_us is not None and tl.answer_us is not None:
-                    tl.stream_offset_s = (event.switch_us - tl.answer_us) / 1e6
+                if event.switch_us is not None and tl.answer_us is not None:
+                    offset = (event.switch_us - tl.answer_us) / 1e6
+                    if self.stream_index == 0 and tl.stream_offset_s is None:
+                        tl.stream_offset_s = offset
+                    elif self.stream_index > 0:
+                        tl.later_offsets.setdefault(self.stream_index, offset)
             case StreamConnected():
                 self._on_stream_connected(event)
             case StreamLost():
@@ -497,6 +502,8 @@ class Call:
         self._switch_row(event, "mod_audio_stream::connect")
         if self.stream_ever_up and not self.stream_up:
             self._robot("audio_gap_end")
+        if self.stream_index and self.record.timeline.answer_at is not None:  # no MEDIA_BUG_START: about now
+            self.record.timeline.later_offsets.setdefault(self.stream_index, self.now - self.record.timeline.answer_at)
         self.stream_up = self.stream_ever_up = True
         if not self.audio_seen:
             self._deadlines["no_audio"] = self.now + self.cfg.no_audio_flag_s
@@ -533,6 +540,7 @@ class Call:
     def _restart_stream(self) -> None:
         """mod_audio_stream keeps its media bug after the server closed: stop (its -ERR ignored), then start."""
         self.stream_restarts += 1
+        self.stream_index += 1  # its samples count from 0 again
         self._send(Api("stream_stop", audio_stream_stop_command(self.uuid)))
         self._start_stream("stream_restart")
 
@@ -700,7 +708,7 @@ class Call:
 
     def _audio_row(self, event: AudioEvent) -> None:
         fields = {k: v for k, v in vars(event).items() if k != "t"}
-        self.record.timeline.add("audio", event.type, self.now, stream_t=event.t, **fields)
+        self.record.timeline.add("audio", event.type, self.now, stream_t=event.t, stream=self.stream_index, **fields)
 
     def _switch_row(self, event: Any, type_: str, **fields: Any) -> None:
         self.record.timeline.add("switch", type_, self.now, switch_us=event.switch_us, **fields)

@@ -28,6 +28,7 @@ class Entry:
     at: float
     switch_us: int | None = None
     stream_t: float | None = None
+    stream: int = 0  # which audio stream of the call (a restarted stream counts its samples from 0 again)
 
 
 @dataclass
@@ -39,15 +40,16 @@ class Timeline:
     entries: list[Entry] = field(default_factory=list)
     answer_at: float | None = None
     answer_us: int | None = None
-    stream_offset_s: float | None = None
+    stream_offset_s: float | None = None  # the first stream's sample 0, in call time
+    later_offsets: dict[int, float] = field(default_factory=dict)  # restarted streams' sample 0
     truncated: int = 0
 
     def add(self, source: str, type_: str, at: float, *, switch_us: int | None = None,
-            stream_t: float | None = None, **fields: Any) -> Entry:
+            stream_t: float | None = None, stream: int = 0, **fields: Any) -> Entry:
         """Record one row; past ``max_entries`` rows are counted, not kept (a runaway call stays bounded)."""
         if source not in SOURCES:
             raise ValueError(f"timeline source {source!r} is not one of {SOURCES}")
-        entry = Entry(source, type_, fields, at, switch_us, stream_t)
+        entry = Entry(source, type_, fields, at, switch_us, stream_t, stream)
         if len(self.entries) >= self.max_entries:
             self.truncated += 1
             return entry
@@ -62,8 +64,9 @@ class Timeline:
 
     def call_time(self, entry: Entry) -> float | None:
         """Seconds from the answer (negative before it), or None while the answer is unknown."""
-        if entry.stream_t is not None and self.stream_offset_s is not None:
-            return round(entry.stream_t + self.stream_offset_s, 3)
+        offset = self.stream_offset_s if entry.stream == 0 else self.later_offsets.get(entry.stream)
+        if entry.stream_t is not None and offset is not None:
+            return round(entry.stream_t + offset, 3)
         if entry.switch_us is not None and self.answer_us is not None:
             return round((entry.switch_us - self.answer_us) / 1e6, 3)
         if self.answer_at is not None:
@@ -75,6 +78,8 @@ class Timeline:
         out: dict[str, Any] = {"t": self.call_time(entry), "source": entry.source, "type": entry.type}
         if entry.stream_t is not None:
             out["stream_t"] = round(entry.stream_t, 3)
+            if entry.stream:
+                out["stream"] = entry.stream
         out.update(entry.fields)
         return out
 
