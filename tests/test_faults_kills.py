@@ -132,9 +132,6 @@ def test_fault_robot_killed_mid_call_then_restarted_ends_the_orphan_and_loses_no
         audio.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="simswitch ignores the originate's execute_on_answer_max_call="
-                   "sched_hangup:+N (grep finds no sched_hangup or execute_on_answer in simswitch/): a call "
-                   "whose robot died stays up for ever unless a later robot run reconciles it")
 def test_fault_robot_killed_the_switch_hangs_up_at_max_call_s(tmp_path):
     logs, speed, max_call_s = tmp_path / "logs", 5.0, 6
     esl_port, db = free_port(), f"sqlite:///{tmp_path / 'calls.db'}"

@@ -141,9 +141,16 @@ class Channel:
         self.variables.update(endpoint_disposition="ANSWER", answer_epoch=str(self.answered_us // 1_000_000),
                               answer_uepoch=str(self.answered_us))
         self.fire("CHANNEL_ANSWER", vt=vt)
+        self.sched_hangup_s = sched_hangup_after(self.variables)
+        if self.sched_hangup_s is not None:  # the real switch runs it as an application on the answered leg
+            data = f"+{int(self.sched_hangup_s)}"
+            self.fire("CHANNEL_EXECUTE", post=self._app_headers("sched_hangup", data), vt=vt)
+            self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("sched_hangup", data, "_none_"), vt=vt)
         if not self.result.done():
             self.result.set_result(f"+OK {self.uuid}\n")
         self.switch.keep(asyncio.create_task(self._park_at(vt + PARK_DELAY_S)))  # after the BACKGROUND_JOB
+
+    sched_hangup_s: float | None = None  # answer + this (call time): hung up with ALLOTTED_TIMEOUT
 
     def _app_headers(self, app: str, data: str, response: str | None = None) -> list[tuple[str, str]]:
         h = [("Application", app)] + ([("Application-Data", data)] if data else [])
@@ -252,7 +259,9 @@ class Channel:
                 self.record("stream_started", vt, mix=stream.mix, rate=stream.rate)
             stream.on_media(self.voice.frame(stream.rate, k), write)
         t = k * MEDIA_TICK_S
-        if self.spec.hangup_after_s is not None and t + 1e-9 >= self.spec.hangup_after_s:
+        if self.sched_hangup_s is not None and t + 1e-9 >= self.sched_hangup_s:
+            self.hangup("ALLOTTED_TIMEOUT", "switch", vt)
+        elif self.spec.hangup_after_s is not None and t + 1e-9 >= self.spec.hangup_after_s:
             self.hangup(self.spec.hangup_cause, "callee", vt)
         elif self.spec.hangup_at_end and self.spec.wav is not None and not self.voice.sends(PLAY_RATE, k):
             self.hangup(self.spec.hangup_cause, "callee", vt)
@@ -362,3 +371,17 @@ class Channel:
             self.stream = None
         self.fire("MEDIA_BUG_STOP", pre=[("Media-Bug-Function", "audio_stream"), ("Media-Bug-Target", "N/A")])
         self.record("stream_stopped", samples=stream.samples_sent)
+
+
+def sched_hangup_after(variables: dict[str, str]) -> float | None:
+    """The earliest ``sched_hangup:+N`` among the ``execute_on_answer*`` variables, as FreeSWITCH runs
+    them on answer (switch_channel_execute_on; ``app:arg`` with a single colon); None without one."""
+    found = []
+    for name, value in variables.items():
+        if not name.startswith("execute_on_answer"):
+            continue
+        app, _, arg = value.partition(":")
+        arg = arg.strip().split(" ")[0]
+        if app.strip() == "sched_hangup" and arg.startswith("+") and arg[1:].isdigit():
+            found.append(float(arg[1:]))
+    return min(found) if found else None
