@@ -140,3 +140,39 @@ def test_an_unreachable_switch_refuses_to_dial(sqlite_url, tmp_path):  # noqa: F
     env = {"CALLBOT_DB_URL": sqlite_url, "CALLBOT_ESL_PORT": "1", "CALLBOT_ESL_PASSWORD": "pw"}
     result = CliRunner().invoke(main, ["campaign", "run", "c"], env=env)
     assert result.exit_code == 1 and "refusing to dial" in result.stderr and "connection refused" in result.stderr
+
+
+def test_metrics_port_serves_the_runners_counters(sqlite_url, tmp_path, callees, audio_port):  # noqa: F811
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _create(sqlite_url, tmp_path, ["+12125550102", UNALLOCATED])
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
+        env = _env(sqlite_url, switch.esl_port, audio_port)
+        result = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED), "--runner-id", "m1",
+                                           "--metrics-port", str(port)], env=env)
+    assert result.exit_code == 0, result.output
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {(s.name, s.labels.get("outcome")): s.value for family in text_string_to_metric_families(text)
+               for s in family.samples if s.labels.get("runner") == "m1"}
+    assert samples[("callbot_originates_total", None)] == 2
+    assert samples[("callbot_outcomes_total", "completed")] == 1
+    assert samples[("callbot_outcomes_total", "unallocated")] == 1
+    assert samples[("callbot_calls_in_progress", None)] == 0
+
+
+def test_progress_on_a_terminal_is_a_rich_bar_on_stderr(capsys):
+    from callbot.robot.campaign.progress import RichProgress
+
+    bar = RichProgress()
+    bar.start("c", 4, 1)
+    bar.attempt("+12125550102", 1, "completed", {"final": 2, "live": 1, "completed": 1})
+    bar.note("nothing due")
+    bar.close()
+    out = capsys.readouterr()
+    assert out.out == "" and "nothing due" in out.err

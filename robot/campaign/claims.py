@@ -11,6 +11,8 @@ row, with the call uuid the originate will carry, is committed before the origin
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid as uuidlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -183,6 +185,25 @@ def _heartbeat(s: Session, campaign_id: int, runner_id: str, esl_host: str, now:
 
 
 # ---- reconciliation -------------------------------------------------------------------------
+
+def default_runner_id() -> str:
+    """``HOST:PID``: unique while the process lives, and tells a later process on the host that it died."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_process_gone(runner_id: str | None) -> bool:
+    """A ``HOST:PID`` runner id of this host whose process no longer exists (its attempts need no lease wait)."""
+    host, _, pid = (runner_id or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
 
 @dataclass(frozen=True)
 class InFlight:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import queue
 import signal
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -464,21 +462,8 @@ class CampaignRunner:
         return later
 
     def _runner_gone(self, runner_id: str | None) -> bool:
-        """Our own id from an earlier run, or ``HOST:PID`` of this host whose process is gone."""
-        if runner_id is None:
-            return False
-        if runner_id == self.options.runner_id:
-            return True  # none of our live calls is asked about: this is an earlier process with our id
-        host, _, pid = runner_id.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, OverflowError):
-            return False
-        return False
+        """Our own id from an earlier run (none of our live calls is asked about), or a dead ``HOST:PID``."""
+        return runner_id == self.options.runner_id or claims.runner_process_gone(runner_id)
 
     def _reconcile_one(self, uuid: str) -> None:
         from callbot.robot.esl.commands import kill_command

@@ -45,14 +45,17 @@ class CampaignSettings:
     poll_s: float = 1.0  # how often an idle runner looks for due contacts (campaign clock seconds)
     claim_batch: int = 20  # contacts examined per claim transaction
 
-    def __post_init__(self) -> None:
-        problems = _problems(self)
-        if problems:
-            raise ConfigError("; ".join(problems))
-
     @property
     def cps(self) -> float:
         return min(self.calls_per_second, self.switch_sps)
+
+
+def check(s: CampaignSettings, where: str) -> CampaignSettings:
+    """``s`` if every value is usable, else ConfigError naming ``where`` and each bad key."""
+    problems = _problems(s)
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems))
+    return s
 
 
 def _problems(s: CampaignSettings) -> list[str]:
@@ -133,10 +136,7 @@ def apply_overrides(base: CampaignSettings, values: Mapping[str, Any], where: st
         updates[name] = _coerce(name, value, hints[name], where)
     if "retry_after" in updates:  # a partial table keeps the other outcomes' defaults
         updates["retry_after"] = {**base.retry_after, **updates["retry_after"]}
-    try:
-        return dataclasses.replace(base, **updates)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
+    return check(dataclasses.replace(base, **updates), where)
 
 
 def read_settings_file(path: str | Path) -> dict[str, Any]:
@@ -163,7 +163,7 @@ def read_settings_file(path: str | Path) -> dict[str, Any]:
 def base_settings(settings: Any) -> CampaignSettings:
     """The global ``[campaign]`` section when callbot.config has one, else the code defaults."""
     section = getattr(settings, "campaign", None)
-    return section if isinstance(section, CampaignSettings) else CampaignSettings()
+    return check(section, "[campaign]") if isinstance(section, CampaignSettings) else CampaignSettings()
 
 
 def effective(settings: Any, overrides: Mapping[str, Any] | None, where: str = "campaign settings") -> CampaignSettings:

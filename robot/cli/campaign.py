@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import click
 
 from callbot.cli_context import CliContext
-from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine
+from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine, region_or_exit
 
 
 def _rules_for(obj: CliContext) -> Any:
@@ -91,12 +89,8 @@ def import_command(obj: CliContext, name: str, csv_file: str, region: str | None
 
     from callbot.robot.campaign.contacts import get_campaign, import_contacts
     from callbot.robot.campaign.importer import read_contacts, read_file
-    from callbot.robot.campaign.numbers import check_region
 
-    try:
-        region = check_region(region)
-    except ValueError as exc:
-        fail(str(exc), USAGE)
+    region = region_or_exit(region)
     engine = open_engine(obj)
     with Session(engine) as s:
         rules = _rules_for(obj)(get_campaign(s, name))
@@ -148,7 +142,9 @@ def run_command(obj: CliContext, name: str, max_concurrent: int | None, cps: flo
         start_at = parse_iso(start) if start else None
     except ValueError as exc:
         fail(f"--start: {exc}", USAGE)
-    runner = runner_id or f"{socket.gethostname()}:{os.getpid()}"
+    from callbot.robot.campaign.claims import default_runner_id
+
+    runner = runner_id or default_runner_id()
     metrics = None
     if metrics_port is not None:
         metrics = RunnerMetrics(name, runner)
@@ -170,28 +166,22 @@ def run_command(obj: CliContext, name: str, max_concurrent: int | None, cps: flo
     sys.exit(result.exit_code)
 
 
-@campaign_group.command("pause")
-@click.argument("name")
-@click.pass_obj
-@exits_cleanly
-def pause_command(obj: CliContext, name: str) -> None:
-    """Pause campaign NAME: runners stop claiming, let live calls finish, and exit 3."""
-    from callbot.robot.campaign.contacts import set_paused
+def _pause_command(verb: str, paused: bool, doc: str) -> click.Command:
+    @click.argument("name")
+    @click.pass_obj
+    @exits_cleanly
+    def command(obj: CliContext, name: str) -> None:
+        from callbot.robot.campaign.contacts import set_paused
 
-    set_paused(open_engine(obj), name, True)
-    click.echo(f"campaign {name} paused")
+        set_paused(open_engine(obj), name, paused)
+        click.echo(f"campaign {name} {verb}d")
+
+    command.__doc__ = doc
+    return campaign_group.command(verb)(command)
 
 
-@campaign_group.command("resume")
-@click.argument("name")
-@click.pass_obj
-@exits_cleanly
-def resume_command(obj: CliContext, name: str) -> None:
-    """Resume campaign NAME (start `callbot campaign run NAME` again to work it)."""
-    from callbot.robot.campaign.contacts import set_paused
-
-    set_paused(open_engine(obj), name, False)
-    click.echo(f"campaign {name} resumed")
+_pause_command("pause", True, "Pause campaign NAME: runners stop claiming, let live calls finish, and exit 3.")
+_pause_command("resume", False, "Resume campaign NAME (start `callbot campaign run NAME` again to work it).")
 
 
 @campaign_group.command("status")

@@ -55,6 +55,17 @@ def exits_cleanly(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def region_or_exit(region: str | None) -> str | None:
+    """``--region`` as phonenumbers knows it (``US``, ``FR``), or exit 2 saying what it wants."""
+    from callbot.robot.campaign.numbers import check_region
+
+    try:
+        return check_region(region)
+    except ValueError as exc:
+        fail(str(exc), USAGE)
+        raise  # unreachable: fail exits
+
+
 def open_engine(obj: CliContext, check_schema: bool = True) -> Any:
     """The engine for ``db.url`` (an empty database is created at the head revision; an old one is refused)."""
     from callbot.robot.store.engine import make_engine

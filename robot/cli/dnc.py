@@ -8,17 +8,14 @@ from pathlib import Path
 import click
 
 from callbot.cli_context import CliContext
-from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine
+from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine, region_or_exit
 
 
 def _numbers(values: tuple[str, ...], region: str | None) -> list[str]:
     """Every value as E.164, or exit 2 naming each bad one (nothing is changed)."""
-    from callbot.robot.campaign.numbers import NumberError, check_region, to_e164
+    from callbot.robot.campaign.numbers import NumberError, to_e164
 
-    try:
-        region = check_region(region)
-    except ValueError as exc:
-        fail(str(exc), USAGE)
+    region = region_or_exit(region)
     good, bad = [], []
     for value in values:
         try:
@@ -80,12 +77,8 @@ def import_command(obj: CliContext, csv_file: str, region: str | None, as_json: 
     """Import FILE.csv (header with `number`, optional `source`) in one transaction; bad rows are reported."""
     from callbot.robot.campaign.dnc import import_rows
     from callbot.robot.campaign.importer import read_dnc, read_file
-    from callbot.robot.campaign.numbers import check_region
 
-    try:
-        region = check_region(region)
-    except ValueError as exc:
-        fail(str(exc), USAGE)
+    region = region_or_exit(region)
     engine = open_engine(obj)
     rows, rejected = read_dnc(read_file(csv_file), csv_file, region)
     result = import_rows(engine, rows, rejected, f"import:{Path(csv_file).name}")

@@ -135,32 +135,31 @@ class CallRecorder:
         try:
             self._apply(recs)
             self.replayed += len(recs)
-            return
         except Exception as exc:  # noqa: BLE001
             if is_unavailable(exc):
                 raise
-        for r in recs:
-            try:
-                self._apply([r])
-                self.replayed += 1
-            except Exception as exc:  # noqa: BLE001
-                if is_unavailable(exc):
-                    raise
-                self._reject(r, exc)
+            self._one_by_one(recs, replaying=True)
 
-    def _one_by_one(self, recs: list[dict[str, Any]]) -> str:
-        """A batch the database refused: write what it takes, and keep each refused record with its error."""
+    def _one_by_one(self, recs: list[dict[str, Any]], replaying: bool = False) -> str:
+        """A batch the database refused: write what it takes, and keep each refused record with its error.
+        A database that goes away meanwhile: the rest to the journal, or (``replaying`` it) raise."""
         for r in recs:
             try:
                 self._apply([r])
-                self.written += 1
             except Exception as exc:  # noqa: BLE001
-                if is_unavailable(exc):
+                if not is_unavailable(exc):
+                    self._reject(r, exc)
+                elif replaying:
+                    raise
+                else:
                     self._went_down(exc)
                     self.journal.append(r)
                     self.journaled += 1
-                    continue
-                self._reject(r, exc)
+                continue
+            if replaying:
+                self.replayed += 1
+            else:
+                self.written += 1
         return "db" if self.db_ok else "journal"
 
     def _reject(self, record: dict[str, Any], exc: BaseException) -> None:
