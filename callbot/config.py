@@ -368,6 +368,8 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "send_queue_max": COUNT, "metrics_port": LISTEN_PORT, "max_speed": _range(1, 1000),
         "replay_max_speed": _range(1, 1000), "speed_headroom_s": _range(0, 60),
         "workers": _range(1, 1024),
+        "public_url": Limit(pattern=r"wss?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?(/[^\s'\"\\?#]*)?",
+                            hint="a ws:// or wss:// URL (host, optional port and path; no spaces, quotes or query)"),
     },
     "vad": {
         "frame_ms": Limit(choices=(10, 20, 30), hint="10, 20 or 30 (what webrtcvad takes)"),
@@ -402,7 +404,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
     "robot": {
         "prompt_rate": RATE, "stream_rate": RATE, "dial_timeout_s": POSITIVE, "listen_timeout_s": POSITIVE,
         "final_wait_s": NON_NEGATIVE, "dial_grace_s": NON_NEGATIVE, "park_wait_s": POSITIVE,
-        "playback_margin_s": POSITIVE, "drain_s": NON_NEGATIVE, "max_call_s": POSITIVE,
+        "playback_margin_s": POSITIVE, "drain_s": NON_NEGATIVE, "max_call_s": _range(above=0, hi=86400, hint="> 0 and <= 86400 (one day: the switch's sched_hangup cap)"),
         "stream_restarts": NON_NEGATIVE, "stream_restart_backoff_s": POSITIVE, "no_audio_flag_s": POSITIVE,
         "beep_wait_s": POSITIVE, "no_beep_silence_s": POSITIVE, "hangup_wait_s": POSITIVE, "max_reply_s": POSITIVE,
         "replay_stt_cpu_threads": _range(1, 64), "amd_wait_s": POSITIVE, "queue_max": COUNT,
@@ -609,8 +611,12 @@ def load_settings(
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {p} does not exist") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}): save the settings file as UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: nested too deeply to be a settings file") from None
         settings = apply_overrides(settings, data, source=str(p))
     variables = env_settings(env)
     for name, key, value in variables:

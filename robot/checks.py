@@ -7,6 +7,7 @@ names the root cause once.
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -73,7 +74,7 @@ def _http_status(url: str, timeout: float) -> tuple[int | None, str]:
             return response.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, ""
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, http.client.HTTPException) as exc:  # InvalidURL too: a bad public_url
         return None, str(getattr(exc, "reason", exc))
 
 
