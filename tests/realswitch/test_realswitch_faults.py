@@ -150,15 +150,10 @@ def test_audio_server_killed_mid_speech_is_restarted(killed_server_call):
     assert report["hangup"] == {"by": "robot", "cause": "NORMAL_CLEARING"}, report["hangup"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "robot bug: robot/call/call.py sets Timeline.stream_offset_s only at the FIRST MEDIA_BUG_START "
-    "(`if tl.stream_offset_s is None`), and robot/call/timeline.py dates every audio row as stream_t + "
-    "that offset, so after a stream restart the new stream's events (stream time restarts at 0) are dated "
-    "from the first stream: measured on the real switch, barge_ins = {speech_onset_s: 0.1, detected_s: 1.6, "
-    "break_at_switch_s: 5.401} for a barge-in whose mod_audio_stream::json came 5.40 s after the answer "
-    "(second MEDIA_BUG_START at 3.86 s)"))
 def test_audio_rows_after_a_stream_restart_are_dated_from_the_new_stream(killed_server_call):
-    """Each audio row is stream time + the start of the stream it came from (its MEDIA_BUG_START)."""
+    """Each audio row is stream time + the start of the stream it came from (its MEDIA_BUG_START).
+    Found here (the restarted stream's rows were dated from the first stream: a barge-in reported at
+    1.6 s whose event came 5.40 s after the answer), fixed in 8b3534c."""
     report = killed_server_call.result.report
     events = report["events"]
     starts = [i for i, e in enumerate(events) if e["source"] == "switch" and e["type"] == "MEDIA_BUG_START"]
