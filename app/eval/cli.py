@@ -106,7 +106,9 @@ def format_table(report: dict) -> str:
     for version in report["versions"]:
         rows.append((f"  recall {version}", lambda s, v=version: s["recall_by_version"].get(v, {}).get("recall")))
     rows += [("onset error p50 (ms)", lambda s: s["onset_error_ms"]["p50"]),
-             ("onset error p95 (ms)", lambda s: s["onset_error_ms"]["p95"])]
+             ("onset error p95 (ms)", lambda s: s["onset_error_ms"]["p95"]),
+             ("speech_started after onset p50 (ms)", lambda s: s["speech_started_after_ms"]["p50"]),
+             ("speech_started after onset p95 (ms)", lambda s: s["speech_started_after_ms"]["p95"])]
     for cat in cats:
         rows.append((f"false on {cat} ({_count(systems, cat)})", lambda s, c=cat: s["false_by_category"].get(c, 0)))
     rows.append(("CPU per 20 ms frame (us)", lambda s: s["us_per_frame"]))

@@ -18,7 +18,7 @@ from callbot.audio_server.classify.confirm import SpeechSettings
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
-from callbot.events import BargeIn
+from callbot.events import BargeIn, SpeechStarted
 
 CALL = str(uuid.UUID(int=13))
 ONSET_EARLY_S = 0.25  # a barge-in dated this much before the caller's first word still counts as theirs
@@ -36,6 +36,7 @@ class Outcome:
     fixture: Fixture
     system: str
     barge_onsets: list[float] = field(default_factory=list)
+    started_after: list[float] = field(default_factory=list)  # s from an onset to its speech_started's frame
     frames: int = 0
     cpu_s: float = 0.0
 
@@ -73,6 +74,8 @@ def run_one(fixture: Fixture, system: str, settings: Settings, prompts_dir: Path
         out = pipeline.feed(data[i:i + step].tobytes())
         outcome.frames += len(out.frames)
         outcome.barge_onsets.extend(e.onset_s for e in out.events if isinstance(e, BargeIn))
+        outcome.started_after.extend((i + step) / fixture.rate - e.t for e in out.events
+                                     if isinstance(e, SpeechStarted))
     outcome.barge_onsets.extend(e.onset_s for e in pipeline.flush().events if isinstance(e, BargeIn))
     outcome.cpu_s = time.process_time() - cpu
     return outcome
@@ -89,6 +92,7 @@ def summarise(outcomes: list[Outcome]) -> dict:
     recall_set = [o for o in outcomes if o.fixture.in_recall_set]
     hits = [o.hit for o in recall_set if o.hit is not None]
     all_hits = [o.hit for o in outcomes if o.fixture.expect_barge_in and o.hit is not None]
+    started = [d for o in outcomes if o.fixture.expect_barge_in for d in o.started_after]
     by_category: dict[str, dict] = {}
     for o in outcomes:
         cat = by_category.setdefault(o.fixture.category, {"fixtures": 0, "false_barge_ins": 0, "expected": 0,
@@ -115,6 +119,9 @@ def summarise(outcomes: list[Outcome]) -> dict:
         "recall_by_version": by_version,
         "onset_error_ms": {"p50": _ms(percentile(all_hits, 50)), "p95": _ms(percentile(all_hits, 95)),
                            "n": len(all_hits)},
+        # when speech_started leaves (what a robot pausing its prompt waits for), after the onset it is dated to
+        "speech_started_after_ms": {"p50": _ms(percentile(started, 50)), "p95": _ms(percentile(started, 95)),
+                                    "n": len(started)},
         "false_by_category": {c: v["false_barge_ins"] for c, v in sorted(by_category.items())},
         "categories": dict(sorted(by_category.items())),
         "us_per_frame": round(1e6 * sum(o.cpu_s for o in outcomes) / frames, 1) if frames else None,
