@@ -227,3 +227,24 @@ def test_two_runners_share_one_postgres_campaign(pg_url, tmp_path, audio_port): 
     total = sum(per_runner.values())
     assert set(per_runner) == {"A", "B"} and min(per_runner.values()) >= total // 4, dict(per_runner)
     check_outcomes(seen["report"]["attempts"])
+
+
+def test_sigterm_stops_claiming_and_lets_live_calls_finish(sqlite_url, tmp_path, audio_port):  # noqa: F811
+    callees = _prepare(sqlite_url, tmp_path)
+    cdr = tmp_path / "cdr.jsonl"
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", callees=callees, cdr=cdr, start=START) as switch:
+        env = _env(sqlite_url, switch.esl_port, audio_port)
+        proc = subprocess.Popen([*CALLBOT, "campaign", "run", "mix", "--speed", str(SPEED), "--start", START,
+                                 "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(switch.switch.live) < 3:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+        left_up = len(switch.switch.live)
+    assert proc.returncode == 0, err[-3000:]
+    assert json.loads(out)["reason"] == "stopped" and left_up == 0
+    report = _cli_json(env, "campaign", "report", "mix")["attempts"]
+    assert report and all(a["outcome"] and a["outcome"] != "interrupted" for a in report)  # finished, not cut
+    status = _cli_json(env, "campaign", "status", "mix")
+    assert status["contacts"]["in_progress"] == 0 and status["contacts"]["pending"] > 0

@@ -176,3 +176,45 @@ def test_progress_on_a_terminal_is_a_rich_bar_on_stderr(capsys):
     bar.close()
     out = capsys.readouterr()
     assert out.out == "" and "nothing due" in out.err
+
+
+def test_a_database_locked_mid_campaign_loses_nothing(tmp_path, callees, audio_port):
+    """The write lock is taken from under a running campaign: claims stop (exit 1), the calls up finish into
+    the journal, and the next run replays it before dialling the rest."""
+    import sqlite3
+    import threading
+    import time
+
+    path = tmp_path / "c.db"
+    url = f"sqlite:///{path}"
+    _create(url, tmp_path, [*HUMANS, UNALLOCATED], max_concurrent=2, calls_per_second=0.5)
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
+        env = _env(url, switch.esl_port, audio_port)
+        result: dict = {}
+        run = threading.Thread(target=lambda: result.update(first=CliRunner().invoke(
+            main, ["campaign", "run", "c", "--speed", str(SPEED), "--json"], env=env)))
+        run.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not switch.switch.live:
+            time.sleep(0.02)
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another process holds the database while calls are up
+        time.sleep(7)
+        holder.execute("ROLLBACK")
+        holder.close()
+        run.join(120)
+        first = result["first"]
+        assert first.exit_code == 1, first.output
+        assert "database became unavailable" in first.stderr and "journal" in first.stderr
+        second = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED), "--json"], env=env)
+    assert second.exit_code == 0, second.output
+    engine = make_engine(url)
+    with Session(engine) as s:
+        attempts = list(s.scalars(select(CallAttempt).where(CallAttempt.campaign_id.is_not(None))))
+        assert attempts and all(a.outcome and a.ended_at for a in attempts)
+        for a in attempts:
+            if a.answered_at is not None:
+                assert s.scalar(select(func.count()).select_from(CallEvent).where(CallEvent.attempt_id == a.id)) > 3
+    status = json.loads(CliRunner().invoke(main, ["campaign", "status", "c", "--json"], env={"CALLBOT_DB_URL": url}).stdout)
+    assert status["state"] == "done" and status["contacts"]["done"] == 3
+    assert not list((tmp_path / "journal").glob("journal-*.jsonl"))  # replayed and removed
