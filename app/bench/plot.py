@@ -20,8 +20,10 @@ def draw_ramp(ramp: dict[str, Any], path: Path) -> None:
     for key, style in (("p50", "o-"), ("p95", "s-"), ("max", "x:")):
         lat.plot(calls, [row[key] if row[key] is not None else float("nan") for row in latency], style, label=key)
     lat.axhline(ramp["latency_budget_ms"], color="red", lw=1, ls="--", label=f'budget {ramp["latency_budget_ms"]:g} ms')
+    lat.set_yscale("symlog", linthresh=100)  # the budget and the seconds of an overload on one axis
+    lat.set_ylim(bottom=-50)  # a detector onset a frame early reads a few ms negative
     lat.set_ylabel("barge-in latency (ms)\nbreak at switch - (onset + 1.5 s)")
-    lat.legend(loc="upper left")
+    lat.legend(loc="best", fontsize=8)
     width = max(1.0, (calls[1] - calls[0]) * 0.35) if len(calls) > 1 else 1.0
     miss.bar([c - width / 2 for c in calls], [s["barge_in"]["missed"] + s.get("failed", 0) for s in steps], width,
              label="missed or failed")
@@ -43,7 +45,7 @@ def draw_ramp(ramp: dict[str, Any], path: Path) -> None:
         axis.grid(alpha=0.3)
     title = f'knee at {knee["calls"]} calls: {"; ".join(knee["reasons"])}' if knee else \
         f'no knee up to {calls[-1]} calls'
-    fig.suptitle(f'callbot bench ramp ({ramp["cpu_count"]} cores): {title}', fontsize=10)
+    fig.suptitle(f'callbot bench ramp ({ramp["cpu_count"]} cores)\n{title}', fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
