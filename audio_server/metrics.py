@@ -1,6 +1,6 @@
-"""Prometheus metrics of the audio server (speech recognition, streams, worker processes) and their endpoints.
+"""Prometheus metrics of the audio server's speech recognition, and the endpoints that expose them.
 
-With several worker processes (``callbot.audio_server.workers``) the metrics add up across them
+With several worker processes (``callbot.audio_server.serve``) the metrics add up across them
 in prometheus_client's multiprocess mode: each worker writes its values to files in a directory
 the supervisor owns, and the supervisor's ``/metrics`` reads them all. A dead worker's counters
 stay counted after its restart; its gauges go (``livesum``).
@@ -72,42 +72,17 @@ class SttMetrics:
         )
 
 
-@dataclass(frozen=True)
-class StreamMetrics:
-    """Streams of one server process: live now and opened since it started."""
-
-    live: Gauge
-    opened: Counter
-
-    @classmethod
-    def create(cls, registry: CollectorRegistry) -> "StreamMetrics":
-        return cls(
-            live=Gauge("callbot_audio_streams_live", "Streams open now.", registry=registry,
-                       multiprocess_mode="livesum"),
-            opened=Counter("callbot_audio_streams_opened", "Streams accepted since the server started.",
-                           registry=registry),
-        )
-
-
-_defaults: dict[type, object] = {}
+_default: SttMetrics | None = None
 _default_lock = threading.Lock()
 
 
-def _default(kind: type) -> object:
-    with _default_lock:
-        if kind not in _defaults:
-            _defaults[kind] = kind.create(REGISTRY)
-        return _defaults[kind]
-
-
 def default_metrics() -> SttMetrics:
-    """The process's STT metrics in prometheus_client's default registry (created on first use)."""
-    return _default(SttMetrics)  # type: ignore[return-value]
-
-
-def default_stream_metrics() -> StreamMetrics:
-    """The process's stream metrics in prometheus_client's default registry (created on first use)."""
-    return _default(StreamMetrics)  # type: ignore[return-value]
+    """The process's metrics in prometheus_client's default registry (created on first use)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = SttMetrics.create(REGISTRY)
+        return _default
 
 
 def workers_exposition(multiprocess_dir: str, own: CollectorRegistry) -> bytes:

@@ -74,12 +74,18 @@ class Board:
 
 
 class BoardCollector:
-    """The supervisor's own Prometheus metrics, read from the board at each scrape."""
+    """The server's stream and worker metrics, read from the board at each scrape (by the supervisor).
+
+    A row's ``opened`` outlives its worker, so the counter never goes back after a restart.
+    """
 
     def __init__(self, board: Board) -> None:
         self.board = board
 
     def collect(self):
+        yield GaugeMetricFamily("callbot_audio_streams_live", "Streams open now.", value=self.board.total("streams"))
+        yield CounterMetricFamily("callbot_audio_streams_opened", "Streams accepted since the server started.",
+                                  value=self.board.total("opened"))
         yield GaugeMetricFamily("callbot_audio_workers_listening", "Worker processes serving the stream port.",
                                 value=self.board.listening())
         yield CounterMetricFamily("callbot_audio_worker_restarts", "Worker processes restarted after they died.",

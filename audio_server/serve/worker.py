@@ -20,7 +20,6 @@ from pathlib import Path
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from callbot.audio_server.metrics import StreamMetrics, default_stream_metrics
 from callbot.audio_server.serve.board import LISTENING, STOPPING, Board, health_response
 from callbot.audio_server.server import HEALTH_PATH, AudioServer, ListenError
 from callbot.config import ConfigError, Settings
@@ -56,25 +55,20 @@ class WorkerSpec:
 
 
 class BoardStreams(set):
-    """A worker's live connections (``AudioServer.live``), counted on its board row and in its metrics."""
+    """A worker's live connections (``AudioServer.live``), counted on its board row."""
 
-    def __init__(self, board: Board, slot: int, metrics: StreamMetrics) -> None:
+    def __init__(self, board: Board, slot: int) -> None:
         super().__init__()
-        self.board, self.slot, self.metrics = board, slot, metrics
+        self.board, self.slot = board, slot
 
     def add(self, ws: object) -> None:
         super().add(ws)
         self.board.add(self.slot, "opened")
-        self.metrics.opened.inc()
-        self._count()
+        self.board.set(self.slot, "streams", len(self))
 
     def discard(self, ws: object) -> None:
         super().discard(ws)
-        self._count()
-
-    def _count(self) -> None:
         self.board.set(self.slot, "streams", len(self))
-        self.metrics.live.set(len(self))
 
 
 class WorkerServer(AudioServer):
@@ -83,7 +77,7 @@ class WorkerServer(AudioServer):
     def __init__(self, settings: Settings, board: Board, slot: int) -> None:
         super().__init__(settings)
         self.board = board
-        self.live = BoardStreams(board, slot, default_stream_metrics())
+        self.live = BoardStreams(board, slot)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         limit = self.settings.audio_server.max_streams
