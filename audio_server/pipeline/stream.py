@@ -54,6 +54,7 @@ class _Accepted:
     frame: Frame
     gate: FrameDecision  # webrtcvad and its guards, echo taken out
     echo: EchoVerdict
+    line: FrameDecision  # what AMD hears: the plain [vad] gate, echo left in
 
 
 class StreamPipeline:
@@ -80,6 +81,9 @@ class StreamPipeline:
                 normaliser = LevelNormaliser(vad.frame_ms, sp.level_target_dbfs, sp.level_max_gain_db)
         self.reframer = Reframer(params.rate, vad.frame_ms)
         self.vad = Vad(params.rate, vad, normaliser)
+        # AMD keeps mod_amd's view of the line: the plain [vad] gate, no echo gate (a callee's first
+        # "hello?" comes while the echo gate still learns the line), no gate made keener for the cascade.
+        self.line_vad = Vad(params.rate, settings.vad) if vad != settings.vad or normaliser is not None else None
         self.segmenter = Segmenter(params.rate, vad)
         self.bargein = BargeInDetector(params.min_speech_ms, params.bridge_ms)
         self.amd = AmdDetector(params.amd)  # beside barge-in, never in front of it
@@ -156,12 +160,13 @@ class StreamPipeline:
         for frame in self.reframer.feed(data):
             echo = self.echo.judge(frame.samples, frame.start) if self.echo is not None else NO_REFERENCE
             gate = self.vad.decide(frame, echo.caller)
+            line = self.line_vad.decide(frame) if self.line_vad is not None else gate
             if gate.voiced and not echo.caller:
                 gate = dataclasses.replace(gate, voiced=False)
             self._since_voiced = 0 if gate.voiced else self._since_voiced + 1
             if self.classifier is not None and self.classifier.push(frame.samples, self._since_voiced < self._active_frames):
                 self.batcher.enqueue(self.classifier)  # type: ignore[union-attr]
-            self._pending.append(_Accepted(frame, gate, echo))
+            self._pending.append(_Accepted(frame, gate, echo, line))
 
     def advance(self) -> PipelineOutput:
         """Second half, once the batcher has run: classify, segment, detect, AMD, beep."""
@@ -186,7 +191,7 @@ class StreamPipeline:
             out.decisions.append(decision)
             out.echo.append(item.echo)
             self._after_segmenter(step, out, confirmed)
-            out.events.extend(self.amd.feed(item.gate))
+            out.events.extend(self.amd.feed(item.line))
             out.events.extend(self.beep.feed(frame))
         return out
 
