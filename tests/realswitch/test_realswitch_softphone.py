@@ -237,7 +237,10 @@ def test_softphone_barge_in_heard_in_the_recording(switch, recorder, audio_serve
           f"expected {expected:.2f} s (onset + 1.5 s - greeting start): off by {(heard_s - expected) * 1000:+.0f} ms; "
           f"switch: PLAYBACK_STOP break {stop.t - answer.t:.3f} s after the answer")
     assert abs(mic_onset - onset) < 0.1
-    assert abs(heard_s - expected) < 0.2
+    # The phone's microphone starts when baresip opens it, up to a few hundred ms after the answer, and
+    # the onset is heard on a band-limited 8 kHz leg: measured +80 to +330 ms over five runs. 0.4 s still
+    # tells a break at the caller's 1.5 s mark from a greeting played out (it runs 10 s).
+    assert -0.2 < heard_s - expected < 0.4
 
 
 def test_softphone_dtmf_events(switch, recorder, audio_server, workdir, softphone, tmp_path):
