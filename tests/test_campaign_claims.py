@@ -163,3 +163,26 @@ def test_an_expired_lease_is_reconciled_as_interrupted_and_retried(db_url):  # n
         contact = s.get(Contact, claim.contact_id)
     assert (attempt.outcome, attempt.reconciled, attempt.ended_at) == ("interrupted", "gone", later)
     assert contact.state == "pending" and contact.next_due_at == later + timedelta(seconds=300)
+
+
+def test_two_reconcilers_close_an_orphan_once(pg_url):  # noqa: F811
+    engine, cid = _campaign(pg_url, [f"+1212555{i:04d}" for i in range(1000, 1020)])
+    taken = [_claim(engine, cid, now=MONDAY_10_NY + timedelta(milliseconds=10 * i)).claim for i in range(20)]
+    later = MONDAY_10_NY + timedelta(seconds=60)
+    closed: list[bool] = []
+    barrier = threading.Barrier(2)
+
+    def reconcile() -> None:
+        own = make_engine(pg_url)
+        barrier.wait()
+        closed.extend(claims.close_orphan(own, c.call_uuid, "gone", later, RULES) for c in taken)
+        own.dispose()
+
+    threads = [threading.Thread(target=reconcile) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert closed.count(True) == 20 and closed.count(False) == 20
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Contact).where(Contact.attempts == 1)) == 20

@@ -230,8 +230,8 @@ def in_flight(engine: Engine, campaign_id: int, esl_host: str, exclude: Sequence
 def close_orphan(engine: Engine, call_uuid: str, found: str, now: datetime, rules: CampaignSettings) -> bool:
     """Record a reconciled attempt as ``interrupted`` (``found``: ``gone``, or ``hung_up`` when it was still up
     and we ended it) and reschedule its contact; False if another runner closed it first."""
-    with Session(immediate(engine)) as s, s.begin():
-        attempt = s.scalar(select(CallAttempt).where(CallAttempt.call_uuid == call_uuid))
+    with Session(immediate(engine)) as s, s.begin():  # the row lock: two reconcilers, one close
+        attempt = s.scalar(select(CallAttempt).where(CallAttempt.call_uuid == call_uuid).with_for_update())
         if attempt is None or attempt.ended_at is not None:
             return False
         attempt.ended_at, attempt.outcome, attempt.reconciled = now, "interrupted", found

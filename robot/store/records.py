@@ -117,7 +117,7 @@ def _apply_attempt(session: Session, record: dict[str, Any]) -> None:
 
 
 def _apply_finish(session: Session, record: dict[str, Any]) -> None:
-    row = session.scalar(select(CallAttempt).where(CallAttempt.call_uuid == record["call_uuid"]))
+    row = session.scalar(select(CallAttempt).where(CallAttempt.call_uuid == record["call_uuid"]).with_for_update())
     if row is None:
         raise LookupError(f"result for {record['call_uuid']}, which has no attempt row")
     if row.ended_at is not None and row.reconciled is None:
