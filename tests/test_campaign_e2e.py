@@ -99,10 +99,25 @@ def _env(url: str, esl_port: int, audio_port: int) -> dict[str, str]:
             "CALLBOT_AUDIO_SERVER_PORT": str(audio_port)}
 
 
-def _run(env: dict[str, str], *extra: str, timeout: float = 240, speed: float = SPEED) -> subprocess.CompletedProcess:
-    return subprocess.run([*CALLBOT, "campaign", "run", "mix", "--speed", str(speed), "--start", START,
-                           "--wait-s", "130", "--json", *extra], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+def _start_runner(env: dict[str, str], *extra: str, **popen: object) -> subprocess.Popen:
+    """`campaign run mix` in the background, on the switch's virtual clock."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, **popen}
+    return subprocess.Popen([*CALLBOT, "campaign", "run", "mix", "--speed", str(SPEED), "--start", START, *extra],
+                            env=env, **popen)  # type: ignore[call-overload]
+
+
+def _run(env: dict[str, str], timeout: float = 240) -> subprocess.CompletedProcess:
+    """`campaign run mix --wait-s 130 --json` to its end."""
+    proc = _start_runner(env, "--wait-s", "130", "--json")
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _wait_live(switch: SimSwitchThread, calls: int, within_s: float = 60) -> None:
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline and len(switch.switch.live) < calls:
+        time.sleep(0.05)
+    assert len(switch.switch.live) >= calls, f"the runner never had {calls} calls up"
 
 
 def _cli_json(env: dict[str, str], *args: str) -> dict:
@@ -185,13 +200,8 @@ def test_sigkill_mid_campaign_then_a_restart_loses_nothing(sqlite_url, tmp_path,
     cdr = tmp_path / "cdr.jsonl"
     with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", callees=callees, cdr=cdr, start=START) as switch:
         env = _env(sqlite_url, switch.esl_port, audio_port)
-        first = subprocess.Popen([*CALLBOT, "campaign", "run", "mix", "--speed", str(SPEED), "--start", START,
-                                  "--wait-s", "130"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                 text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(switch.switch.live) < 4:
-            time.sleep(0.05)
-        assert len(switch.switch.live) >= 4, "the first runner never had calls up"
+        first = _start_runner(env, "--wait-s", "130", stdout=subprocess.DEVNULL)
+        _wait_live(switch, 4)
         first.send_signal(signal.SIGKILL)  # mid-call: its calls stay up on the switch
         first.wait(10)
         result = _run(env)
@@ -212,12 +222,9 @@ def test_sigkill_mid_campaign_then_a_restart_loses_nothing(sqlite_url, tmp_path,
 def test_two_runners_share_one_postgres_campaign(pg_url, tmp_path, audio_port):  # noqa: F811
     callees = _prepare(pg_url, tmp_path)
     cdr = tmp_path / "cdr.jsonl"
-    speed = SPEED
-    with SimSwitchThread(speed=speed, esl_port=0, password="pw", callees=callees, cdr=cdr, start=START) as switch:
+    with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", callees=callees, cdr=cdr, start=START) as switch:
         env = _env(pg_url, switch.esl_port, audio_port)
-        procs = [subprocess.Popen([*CALLBOT, "campaign", "run", "mix", "--speed", str(speed), "--start", START,
-                                   "--wait-s", "130", "--runner-id", name, "--json"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for name in ("A", "B")]
+        procs = [_start_runner(env, "--wait-s", "130", "--runner-id", name, "--json") for name in ("A", "B")]
         outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     seen = check_against_cdr(cdr, env)
@@ -234,11 +241,8 @@ def test_sigterm_stops_claiming_and_lets_live_calls_finish(sqlite_url, tmp_path,
     cdr = tmp_path / "cdr.jsonl"
     with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", callees=callees, cdr=cdr, start=START) as switch:
         env = _env(sqlite_url, switch.esl_port, audio_port)
-        proc = subprocess.Popen([*CALLBOT, "campaign", "run", "mix", "--speed", str(SPEED), "--start", START,
-                                 "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(switch.switch.live) < 3:
-            time.sleep(0.05)
+        proc = _start_runner(env, "--json")
+        _wait_live(switch, 3)
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
         left_up = len(switch.switch.live)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from callbot.cli_context import CliContext
-from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine, region_or_exit
+from callbot.robot.cli.db import AS_JSON, REGION, USAGE, exits_cleanly, fail, open_engine, region_or_exit
 
 
 def _rules_for(obj: CliContext) -> Any:
@@ -53,7 +53,7 @@ def campaign_group() -> None:
 @click.option("--scenario", "scenario", required=True, help="Scenario TOML file, or a bundled one: survey_en, survey_fr.")
 @click.option("--settings", "settings_file", type=click.Path(dir_okay=False), default=None,
               help="TOML file with a [campaign] table overriding the [campaign] settings for this campaign.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def create_command(obj: CliContext, name: str, scenario: str, settings_file: str | None, as_json: bool) -> None:
@@ -74,8 +74,8 @@ def create_command(obj: CliContext, name: str, scenario: str, settings_file: str
 @campaign_group.command("import")
 @click.argument("name")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
-@click.option("--region", default=None, help="Region code for national numbers (US, FR, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@REGION
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def import_command(obj: CliContext, name: str, csv_file: str, region: str | None, as_json: bool) -> None:
@@ -186,7 +186,7 @@ _pause_command("resume", False, "Resume campaign NAME (start `callbot campaign r
 
 @campaign_group.command("status")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def status_command(obj: CliContext, name: str, as_json: bool) -> None:

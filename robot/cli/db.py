@@ -16,6 +16,8 @@ import click
 from callbot.cli_context import CliContext
 
 F = TypeVar("F", bound=Callable[..., Any])
+AS_JSON = click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+REGION = click.option("--region", default=None, help="Region code for national numbers (US, FR, ...).")
 USAGE, FAILURE = 2, 1
 _URL_KEY = "callbot.db_url"
 
@@ -85,7 +87,7 @@ def db_group() -> None:
 
 
 @db_group.command("upgrade")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def upgrade_command(obj: CliContext, as_json: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from callbot.cli_context import CliContext
-from callbot.robot.cli.db import USAGE, exits_cleanly, fail, open_engine, region_or_exit
+from callbot.robot.cli.db import AS_JSON, REGION, USAGE, exits_cleanly, fail, open_engine, region_or_exit
 
 
 def _numbers(values: tuple[str, ...], region: str | None) -> list[str]:
@@ -34,9 +34,9 @@ def dnc_group() -> None:
 
 @dnc_group.command("add")
 @click.argument("numbers", nargs=-1, required=True)
-@click.option("--region", default=None, help="Region code for national numbers (US, FR, ...).")
+@REGION
 @click.option("--source", default="manual", show_default=True, help="Where the request came from.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def add_command(obj: CliContext, numbers: tuple[str, ...], region: str | None, source: str, as_json: bool) -> None:
@@ -52,8 +52,8 @@ def add_command(obj: CliContext, numbers: tuple[str, ...], region: str | None, s
 
 @dnc_group.command("remove")
 @click.argument("numbers", nargs=-1, required=True)
-@click.option("--region", default=None, help="Region code for national numbers (US, FR, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@REGION
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def remove_command(obj: CliContext, numbers: tuple[str, ...], region: str | None, as_json: bool) -> None:
@@ -69,8 +69,8 @@ def remove_command(obj: CliContext, numbers: tuple[str, ...], region: str | None
 
 @dnc_group.command("import")
 @click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
-@click.option("--region", default=None, help="Region code for national numbers (US, FR, ...).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@REGION
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def import_command(obj: CliContext, csv_file: str, region: str | None, as_json: bool) -> None:
@@ -91,7 +91,7 @@ def import_command(obj: CliContext, csv_file: str, region: str | None, as_json: 
 
 
 @dnc_group.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout.")
+@AS_JSON
 @click.pass_obj
 @exits_cleanly
 def list_command(obj: CliContext, as_json: bool) -> None:
