@@ -12,6 +12,7 @@ import contextlib
 import gc
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
@@ -83,19 +84,16 @@ def _latency_mode() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def audio_server_thread(settings: Settings, on_decoding: Callable[[bool], None] | None = None) -> Iterator[int]:
-    """The audio server on a free port in its own loop thread; yields the port.
-
-    ``on_decoding`` is told (from the server's thread) when speech recognition starts and stops
-    working: a replay holds simswitch's clock meanwhile."""
+def audio_server_thread(settings: Settings) -> Iterator[int]:
+    """The audio server on a free port in its own loop thread; yields the port (replays on it find it by port)."""
     loop = LoopThread("audio-server").start()
     server = AudioServer(settings)
     try:
         loop.run(server.start("127.0.0.1", 0))
-        if server.engine is not None:
-            server.engine.on_busy = on_decoding
+        _IN_PROCESS[server.port] = server
         yield server.port
     finally:
+        _IN_PROCESS.pop(server.port, None)
         server.close()
         with contextlib.suppress(Exception):
             loop.run(server.wait_closed(), timeout=5)
@@ -126,9 +124,8 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
         if audio_port is not None:
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
-            audio_ctx = (audio_server_thread(settings, _clock_holder(switch.clock)) if audio
-                         else contextlib.nullcontext(_closed_port()))
-        with audio_ctx as audio_port, Pacer(switch.clock) as pacer:
+            audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
+        with audio_ctx as audio_port, Pacer(switch.clock) as pacer, _decode_hold(audio_port, switch.clock):
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             switch.call(_set_event_hook, switch.switch, pacer.busy)
             robot = GeventThread("robot")
@@ -168,10 +165,36 @@ def _set_event_hook(switch: Any, hook: Callable[[], None] | None) -> None:
     switch.on_event_queued = hook
 
 
-def _clock_holder(clock: SimClock) -> Callable[[bool], None]:
-    """Hold simswitch's virtual clock while a decode runs: a decode then takes no call time, so a
-    replay at any speed makes the decisions a live call makes (where STT keeps up with real time)."""
-    return lambda busy: clock.hold() if busy else clock.release()
+_IN_PROCESS: dict[int, AudioServer] = {}  # port -> an audio server of audio_server_thread, in this process
+
+
+@contextlib.contextmanager
+def _decode_hold(audio_port: int, clock: SimClock) -> Iterator[None]:
+    """While this replay runs, hold simswitch's clock whenever the in-process audio server is decoding:
+    a decode then takes no call time, so a replay at any speed makes the decisions a live call makes
+    (where speech recognition keeps up with real time). Nothing to do for a server in another process."""
+    server = _IN_PROCESS.get(audio_port)
+    engine = server.engine if server is not None else None
+    if engine is None:
+        yield
+        return
+    held = threading.Lock()
+    state = {"held": False}
+
+    def on_busy(busy: bool) -> None:
+        with held:
+            if busy and not state["held"]:
+                clock.hold()
+            elif not busy and state["held"]:
+                clock.release()
+            state["held"] = busy
+
+    engine.on_busy = on_busy
+    try:
+        yield
+    finally:
+        engine.on_busy = None
+        on_busy(False)
 
 
 def _closed_port() -> int:

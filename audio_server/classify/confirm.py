@@ -93,6 +93,11 @@ class SpeechConfirmer:
             self.confirmed = True
         return self.confirmed
 
+    def short_word(self) -> bool:
+        """A segment that closes before the evidence was counted up ("oui", "yes": 200-400 ms) is speech
+        when one window was clearly speech; music and tones never score that high."""
+        return self._strong >= 1
+
     def latest(self, frame_end: int) -> float:
         """The newest probability of a window that ended by ``frame_end`` (0 when none is recent)."""
         for end, p in reversed(self._recent):

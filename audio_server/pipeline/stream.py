@@ -31,7 +31,7 @@ from callbot.audio_server.pipeline.frames import Frame
 from callbot.audio_server.pipeline.held import ConfirmedSegments
 from callbot.audio_server.pipeline.reframer import Reframer
 from callbot.audio_server.pipeline.segmenter import Segmenter, SegmenterStep
-from callbot.audio_server.pipeline.segments import FrameDecision, SegmentItem, SegmentOpened
+from callbot.audio_server.pipeline.segments import FrameDecision, SegmentClosed, SegmentItem, SegmentOpened
 from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
@@ -187,6 +187,8 @@ class StreamPipeline:
                     if isinstance(seg, SegmentOpened):
                         self.confirmer.open(round(seg.onset_s * self.params.rate))
                 confirmed = self.confirmer.advance(frame.start + len(frame.samples))
+                if not confirmed and any(isinstance(seg, SegmentClosed) for seg in step.items):
+                    confirmed = self.confirmer.short_word()
             out.frames.append(frame)
             out.decisions.append(decision)
             out.echo.append(item.echo)

@@ -22,6 +22,7 @@ class ReplyCollector:
     final_wait_s: float
     texts: list[str] = field(default_factory=list)
     said_over_prompt: list[str] = field(default_factory=list)  # words heard while the prompt played on
+    spoke_over_prompt: bool = False  # ... and whether there was speech then at all (transcribed or not)
     speaking: bool = False
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
@@ -29,11 +30,13 @@ class ReplyCollector:
     def reset(self) -> None:
         """A new step: earlier words belong to the previous one (``speaking`` carries over)."""
         self.texts, self.said_over_prompt, self.heard_speech, self.speech_ended_at = [], [], self.speaking, None
+        self.spoke_over_prompt = False
 
     def prompt_finished(self) -> None:
         """The prompt played to its end: what was said over it does not close the listening window (the
         question came after it), but stands as the reply if the window then passes in silence."""
         self.said_over_prompt = self.said_over_prompt + self.texts
+        self.spoke_over_prompt = self.spoke_over_prompt or self.heard_speech
         self.texts, self.heard_speech = [], self.speaking
         if not self.speaking:
             self.speech_ended_at = None
@@ -75,4 +78,4 @@ class ReplyCollector:
         text = " ".join(self.texts or self.said_over_prompt).strip()
         if text:
             return match(text) or "unknown", text
-        return ("unknown" if self.heard_speech else "silence"), ""
+        return ("unknown" if self.heard_speech or self.spoke_over_prompt else "silence"), ""
