@@ -14,13 +14,15 @@ from callbot.logs import setup_logging
 @click.version_option(__version__, "--version", prog_name="callbot")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="TOML settings file (default: $CALLBOT_CONFIG).")
+@click.option("--db", "db_url", default=None,
+              help="Database URL (db.url; default sqlite:///callbot.db, or $CALLBOT_DB_URL).")
 @click.option("--log-json", is_flag=True, help="Write logs to stderr as JSON lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, log_json: bool, verbose: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, db_url: str | None, log_json: bool, verbose: bool) -> None:
     """callbot: a FreeSWITCH outbound-call robot with real barge-in."""
     setup_logging(json_lines=log_json, verbose=verbose)
-    ctx.obj = CliContext(config_path, log_json, verbose)
+    ctx.obj = CliContext(config_path, log_json, verbose, db_url)
 
 
 @main.command("config")

@@ -134,3 +134,14 @@ def test_prompts_dir_is_one_setting_for_robot_and_audio_server(tmp_path) -> None
     path.write_text("[robot]\nprompts_dir = \"/x\"\n")
     with pytest.raises(ConfigError, match="unknown setting robot.prompts_dir"):
         load_settings(path, env={})
+
+
+def test_the_global_db_option_sets_db_url_over_file_and_env(tmp_path, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from callbot.app.cli import main
+
+    monkeypatch.setenv("CALLBOT_DB_URL", "sqlite:///from-env.db")
+    result = CliRunner().invoke(main, ["--db", f"sqlite:///{tmp_path / 'flag.db'}", "config"])
+    assert result.exit_code == 0, result.output
+    assert f'url = "sqlite:///{tmp_path / "flag.db"}"' in result.output
