@@ -86,7 +86,9 @@ DROP_REAL: dict[tuple[str, str], str] = {}
 # thread than the events and api replies around it, so where it lands among them is a race; and
 # CHANNEL_CREATE and CHANNEL_ANSWER of an at-once answer come in one burst, in which the robot's
 # urgent-first queue may take them in either order (see cmp-failed-originate-create).
-UNORDERED = {("robot", "originate_result"), ("switch", "CHANNEL_CREATE")}
+UNORDERED = {("robot", "originate_result"), ("switch", "CHANNEL_CREATE"), ("audio", "amd")}
+# ("audio", "amd"): with STT on, a verdict waits up to amd.hint_wait_ms for the transcripts of the
+# speech before it, so its place among the other audio rows follows decode timing, not the switch.
 # How the sources are ordered: audio rows by their own (stream) time, since the audio server sends a
 # final transcript when its decode ends, after rows of later stream time; the others as recorded.
 ORDER_BY_TIME = {"audio"}

@@ -386,6 +386,11 @@ class Call:
         self.reply.feed(event, self.now)
         self._pause_mode(event)
         match event:
+            case Amd(result=result, cause=cause) if self.stream_index > 0:
+                # a restarted stream's AMD judges the middle of the call as if it were its start
+                self._robot("amd_ignored", result=result, cause=cause, note="from a restarted stream")
+                if not self.amd_settled and self.cfg.act_on_amd:
+                    self._settle_amd("notsure", "STREAM_RESTARTED")
             case Amd(result=result, cause=cause):
                 if self.record.amd is None:
                     self.record.amd = result
