@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import sys
 import uuid as uuidlib
 from typing import Any, Callable
@@ -23,6 +21,7 @@ import click
 
 from callbot.cli_context import CliContext
 from callbot.config import Settings
+from callbot.robot.campaign.claims import default_runner_id, runner_process_gone
 
 log = logging.getLogger(__name__)
 RESULT_WAIT_S = 60.0  # wall seconds for the result to reach the database or the journal
@@ -145,7 +144,7 @@ class OneCallRecord:
             orphans = _orphans(engine, _esl_host(settings))
             with Session(engine) as s, s.begin():  # a write now: a database that cannot take one refuses the dial
                 s.add(CallAttempt(call_uuid=call_uuid, destination=destination, scenario=scenario,
-                                  runner_id=_runner_id(), esl_host=_esl_host(settings), started_at=utcnow()))
+                                  runner_id=default_runner_id(), esl_host=_esl_host(settings), started_at=utcnow()))
         except (SchemaError, JournalError) as exc:
             _close(recorder)
             raise click.ClickException(f"refusing to dial: {exc}") from None
@@ -241,11 +240,6 @@ def _esl_host(settings: Settings) -> str:
     return f"{settings.esl.host}:{settings.esl.port}"
 
 
-def _runner_id() -> str:
-    """``HOST:PID``, as a campaign runner names itself: a later run on this host can tell it is gone."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def _orphans(engine: Any, esl_host: str) -> list[str]:
     """Open one-off attempts on this switch whose run, on this host, is gone (killed mid-call)."""
     from sqlalchemy import select
@@ -256,20 +250,7 @@ def _orphans(engine: Any, esl_host: str) -> list[str]:
     with Session(engine) as s:
         rows = s.execute(select(CallAttempt.call_uuid, CallAttempt.runner_id).where(
             CallAttempt.campaign_id.is_(None), CallAttempt.ended_at.is_(None), CallAttempt.esl_host == esl_host))
-        return [u for u, runner in rows if _gone(runner)]
-
-
-def _gone(runner_id: str | None) -> bool:
-    host, _, pid = (runner_id or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OverflowError):
-        return False
-    return False
+        return [u for u, runner in rows if runner_process_gone(runner)]
 
 
 commands = [call]
