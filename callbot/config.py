@@ -8,6 +8,7 @@ Env vars are named ``CALLBOT_<SECTION>_<FIELD>``, e.g. ``CALLBOT_ESL_PASSWORD`` 
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import math
 import os
@@ -17,7 +18,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from callbot.audio_format import DEFAULT_RATE, FRAME_MS, RATES
 
@@ -262,6 +263,43 @@ class BenchSettings:
     call_timeout_s: float = 600.0  # wall seconds the whole set of calls may take
 
 
+RETRY_OUTCOMES = ("busy", "no_answer", "failed", "machine", "interrupted")  # the outcomes a campaign retries
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """How a campaign dials (DESIGN section 8), with defaults for a cautious first run.
+
+    A campaign's own overrides (``campaign create --settings FILE.toml``, stored with it) and the
+    ``campaign run`` flags apply over this section (robot.campaign.settings).
+    """
+
+    dial_template: str = "sofia/gateway/carrier/{number}"  # {number} is the E.164 number with its +
+    max_concurrent: int = 10  # campaign-wide: all runners together
+    calls_per_second: float = 1.0  # campaign-wide
+    switch_sps: float = 30.0  # the switch's own sessions-per-second (FreeSWITCH default): cps never exceeds it
+    max_attempts: int = 3
+    retry_after: Mapping[str, float] = field(default_factory=lambda: {
+        "busy": 600.0, "no_answer": 3600.0, "failed": 1800.0, "machine": 14400.0, "interrupted": 300.0})
+    # seconds before a retry, per outcome; a partial table keeps the other outcomes' values
+    windows: tuple[str, ...] = ("mon-fri 09:00-20:00", "sat 10:00-18:00")  # in the callee's local time
+    default_tz: str | None = None  # IANA zone for numbers that map to none
+    ring_timeout_s: float = 30.0  # originate timeout; at least 15
+    abandon_after_s: float = 2.0  # first robot audio later than this after the answer: abandoned
+    lease_s: float = 30.0  # a claimed contact's lease; renewed while its call lives
+    opt_out_dtmf: str = "9"  # keys that opt the callee out during a call (DNC at once, then the scenario's
+    # opt-out step); "" for none
+    journal_dir: str = "callbot-journal"  # call records wait here while the database is unavailable
+    stop_grace_s: float = 120.0  # on SIGTERM or pause, how long live calls may take to finish their scenario
+    poll_s: float = 1.0  # how often an idle runner looks for due contacts (campaign clock seconds)
+    claim_batch: int = 20  # contacts examined per claim transaction
+
+    @property
+    def cps(self) -> float:
+        """Originates per second: calls_per_second, never above the switch's own sessions-per-second."""
+        return min(self.calls_per_second, self.switch_sps)
+
+
 @dataclass(frozen=True)
 class PromptsSettings:
     """The prompts directory that the robot and the audio server share (DESIGN section 2).
@@ -296,6 +334,7 @@ class Settings:
     db: DbSettings = field(default_factory=DbSettings)
     simswitch: SimSwitchSettings = field(default_factory=SimSwitchSettings)
     bench: BenchSettings = field(default_factory=BenchSettings)
+    campaign: CampaignSettings = field(default_factory=CampaignSettings)
 
     def replace(self, **sections: Any) -> "Settings":
         """A copy with whole sections or dotted keys (``{"vad.hangover_ms": 200}``) replaced."""
@@ -314,11 +353,17 @@ class Limit:
     choices: tuple[Any, ...] | None = None
     pattern: str | None = None  # a string setting must match it whole
     hint: str | None = None  # what to ask for, when the bounds alone would not say it
+    keys: tuple[str, ...] | None = None  # a table setting: its allowed keys (the bounds apply to each value)
+    check: Callable[[Any], str | None] | None = None  # a form no bound or pattern says: "must be ...", or None
 
     def problem(self, value: Any) -> str | None:
         """What is wrong with ``value`` (``"must be between 1 and 65535"``), or None when it is allowed."""
         if value is None:
             return None
+        if self.check is not None:
+            problem = self.check(value)
+            if problem:
+                return problem
         if self.choices is not None and value not in self.choices:
             return f"must be {self.hint or 'one of ' + ', '.join(map(str, self.choices))}"
         if self.pattern is not None and not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
@@ -352,6 +397,27 @@ RATE = Limit(choices=RATES)
 DBFS = Limit(lo=-120, hi=0)
 NON_EMPTY = Limit(pattern=r".+", hint="a non-empty string")
 AMD_MS = _range(100, 60000)  # mod_amd timings a call may also set in its stream URL (amd_<name>)
+_DIAL_CHARS = r"[^\s'\"\\,{}\[\]|]"  # a dial template carries no channel variables and no second leg
+
+
+def _iana_zone(value: str) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone such as Europe/Paris"
+    return None
+
+
+def _calling_windows(value: tuple[str, ...]) -> str | None:
+    from callbot.robot.campaign.windows import WindowError, parse_windows
+
+    try:
+        parse_windows(value)
+    except WindowError as exc:
+        return f"must be calling windows: {exc}"
+    return None
 
 # Every numeric setting has a range here (tests/test_config.py checks that none is missing); some
 # strings have a form. A value outside is refused with its key and its source.
@@ -423,6 +489,17 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "calls": Limit(lo=1, hint="between 1 and bench.max_calls"), "speed": _range(0.1, 100), "max_calls": COUNT,
         "ramp_s": NON_NEGATIVE, "server_start_timeout_s": POSITIVE, "call_timeout_s": POSITIVE,
     },
+    "campaign": {
+        "dial_template": Limit(pattern=rf"(?:{_DIAL_CHARS}|\{{number\}})*\{{number\}}(?:{_DIAL_CHARS}|\{{number\}})*",
+                               hint="a dial string with {number}, without spaces, quotes, backslashes, commas, "
+                                    "brackets or braces besides {number} (channel variables come from settings)"),
+        "max_concurrent": COUNT, "calls_per_second": POSITIVE, "switch_sps": POSITIVE, "max_attempts": COUNT,
+        "retry_after": Limit(lo=0, keys=RETRY_OUTCOMES, hint="seconds, 0 or more"),
+        "windows": Limit(check=_calling_windows), "default_tz": Limit(check=_iana_zone),
+        "ring_timeout_s": Limit(lo=15), "abandon_after_s": NON_NEGATIVE, "lease_s": POSITIVE,
+        "opt_out_dtmf": Limit(pattern=r"[0-9*#A-D]*", hint='DTMF keys only (0-9, *, #, A-D), or "" for none'),
+        "stop_grace_s": NON_NEGATIVE, "poll_s": POSITIVE, "claim_batch": COUNT, "journal_dir": NON_EMPTY,
+    },
 }
 
 # Settings that bound each other, per section: (lower key, upper key). Checked after every change.
@@ -459,6 +536,16 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         if value is None or (isinstance(value, str) and value.lower() in ("", "none", "null")):
             return None
         return coerce(value, args[0], where)
+    if origin in (dict, Mapping, collections.abc.Mapping):  # a TOML table, or "key=value, ..." from env or flags
+        key_type, item_type = typing.get_args(annotation)
+        if isinstance(value, str):
+            pairs = [p.split("=", 1) for p in value.split(",") if p.strip()]
+            if any(len(p) != 2 for p in pairs):
+                raise ConfigError(f"{where}: {value!r} is not a table; write key=value pairs, e.g. busy=600,machine=3600")
+            value = {k.strip(): v.strip() for k, v in pairs}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a table such as {{ busy = 600 }}, got {value!r}")
+        return {coerce(k, key_type, where): coerce(v, item_type, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         (item,) = typing.get_args(annotation)[:1]
         if isinstance(value, str):
@@ -508,6 +595,14 @@ def coerce_setting(section: str, name: str, value: Any, where: str) -> Any:
     cls = _section_types()[section]
     typed = coerce(value, typing.get_type_hints(cls)[name], where)
     limit = LIMITS.get(section, {}).get(name)
+    if limit and isinstance(typed, Mapping):  # a table: each entry is checked and named on its own
+        for key, item in typed.items():
+            if limit.keys is not None and key not in limit.keys:
+                raise ConfigError(f"{where}.{key}: unknown key; keys are {', '.join(limit.keys)}")
+            problem = limit.problem(item)
+            if problem:
+                raise ConfigError(f"{where}.{key}: {item!r} {problem}")
+        return typed
     problem = limit.problem(typed) if limit else None
     if problem:
         raise ConfigError(f"{where}: {typed!r} {problem}")
@@ -551,6 +646,8 @@ def apply_overrides(settings: Settings, values: Mapping[str, Any], source: str, 
                 known = ", ".join(f.name for f in dataclasses.fields(cls))
                 raise ConfigError(f"{source}: unknown setting {sec}.{name}; [{sec}] has {known}")
             updates[name] = coerce_setting(sec, name, value, f"{source}: {sec}.{name}")
+            if isinstance(updates[name], Mapping):  # a partial table keeps the other keys' values
+                updates[name] = {**getattr(current, name), **updates[name]}
         changed[sec] = dataclasses.replace(current, **updates)
         if check_order:
             _check_order(sec, changed[sec], source)
@@ -591,6 +688,21 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, str]:
     return {key: value for _name, key, value in env_settings(env)}
 
 
+def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """A settings TOML file as a dict; ConfigError naming the file when it is missing, not UTF-8 or not TOML."""
+    p = Path(path)
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {p} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}): save the settings file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: nested too deeply to be a settings file") from None
+
+
 def load_settings(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -606,18 +718,7 @@ def load_settings(
     settings = Settings()
     path = path or env.get("CALLBOT_CONFIG")
     if path:
-        p = Path(path)
-        try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {p} does not exist") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start}): save the settings file as UTF-8") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(f"{p}: nested too deeply to be a settings file") from None
-        settings = apply_overrides(settings, data, source=str(p))
+        settings = apply_overrides(settings, read_toml(path), source=str(path))
     variables = env_settings(env)
     for name, key, value in variables:
         settings = apply_overrides(settings, {key: value}, f"environment variable {name}", check_order=False)
@@ -641,6 +742,8 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # an inline table, its keys quoted
+        return "{ " + ", ".join(f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 

@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from callbot.config import CampaignSettings
 from callbot.robot.campaign import claims
 from callbot.robot.campaign.contacts import create_campaign, import_contacts
 from callbot.robot.campaign.dnc import add_numbers
 from callbot.robot.campaign.importer import read_contacts
-from callbot.robot.campaign.settings import CampaignSettings
 from callbot.robot.campaign.windows import parse_windows
 from callbot.robot.store import CallAttempt, Campaign, Contact, ensure_schema, make_engine
 from test_store_kit import db_url, pg_url, sqlite_url  # noqa: F401 (fixtures)

@@ -106,11 +106,11 @@ def test_usage_errors_exit_2_with_the_fix(sqlite_url, tmp_path):  # noqa: F811
 
 
 @pytest.mark.parametrize("toml, words", [
-    ("[campaign]\nring_timeout_s = 5\n", "campaign.ring_timeout_s = 5.0: must be at least 15"),
-    ("[campaign]\nwindows = [\"weekdays 9-5\"]\n", "campaign.windows: window 'weekdays 9-5'"),
-    ("[campaign]\nretry_after = { busy = -1 }\n", "campaign.retry_after.busy = -1"),
+    ("[campaign]\nring_timeout_s = 5\n", "campaign.ring_timeout_s: 5.0 must be >= 15"),
+    ("[campaign]\nwindows = [\"weekdays 9-5\"]\n", "campaign.windows: ('weekdays 9-5',) must be calling windows: window 'weekdays 9-5'"),
+    ("[campaign]\nretry_after = { busy = -1 }\n", "campaign.retry_after.busy: -1.0 must be seconds"),
     ("[campaign]\nmax_concurent = 3\n", "unknown setting campaign.max_concurent"),
-    ("[campaign]\ncalls_per_second = \"fast\"\n", "campaign.calls_per_second must be a number"),
+    ("[campaign]\ncalls_per_second = \"fast\"\n", "campaign.calls_per_second: 'fast' is not a valid float"),
     ("[esl]\nport = 1\n", "only a [campaign] table"),
     ("[campaign\n", "not valid TOML"),
 ])

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from callbot.config import CampaignSettings
 from callbot.robot.campaign import claims
 from callbot.robot.campaign.contacts import create_campaign, import_contacts, set_paused
 from callbot.robot.campaign.importer import read_contacts
-from callbot.robot.campaign.settings import CampaignSettings
 from callbot.robot.campaign.status import REPORT_COLUMNS, report, status
 from callbot.robot.campaign.windows import parse_windows
 from callbot.robot.store import CallAttempt, Campaign, ensure_schema, make_engine, records

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
+from callbot.config import RETRY_OUTCOMES
 from callbot.robot.campaign.windows import Window, is_open, next_open
 
 OUTCOMES = ("completed", "opted_out", "machine", "busy", "no_answer", "unallocated", "failed", "interrupted")
-RETRIED = ("machine", "busy", "no_answer", "failed", "interrupted")
+RETRIED = RETRY_OUTCOMES
 ANSWERED_OUTCOMES = ("completed", "opted_out", "machine")  # "done" contacts: final after an answer
 BUSY_CAUSES = frozenset({"USER_BUSY"})
 NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "NO_ANSWER_TIMEOUT"})  # the last: our ring timeout

@@ -23,7 +23,7 @@ from typing import Any, Callable
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from callbot.config import Settings
+from callbot.config import CampaignSettings, Settings
 from callbot.robot.campaign import claims
 from callbot.robot.campaign.contacts import CampaignError, get_campaign
 from callbot.robot.campaign.metrics import RunnerMetrics
@@ -31,7 +31,7 @@ from callbot.robot.campaign.progress import RunProgress
 from callbot.robot.campaign.rules import (
     after_attempt, answered_row, first_audio_row, is_abandoned, opt_out_row, outcome_of, summarize,
 )
-from callbot.robot.campaign.settings import CampaignSettings
+from callbot.robot.campaign.settings import effective
 from callbot.robot.campaign.status import next_due
 from callbot.robot.campaign.times import CampaignClock, iso
 from callbot.robot.campaign.windows import parse_windows
@@ -151,9 +151,7 @@ class CampaignRunner:
             overrides["max_concurrent"] = self.options.max_concurrent
         if self.options.cps is not None:
             overrides["calls_per_second"] = self.options.cps
-        from callbot.robot.campaign.settings import apply_overrides
-
-        rules = apply_overrides(rules, overrides, "campaign run flags") if overrides else rules
+        rules = effective(dataclasses.replace(self.settings, campaign=rules), overrides, "campaign run flags")
         # a lease guards against a dead process, a wall-clock matter: on a virtual clock it lasts lease_s wall seconds
         self.rules = dataclasses.replace(rules, lease_s=rules.lease_s * max(1.0, self.options.speed))
         self.windows = parse_windows(self.rules.windows)
@@ -182,8 +180,9 @@ class CampaignRunner:
         self._registered = True
         self._connect_switch()
         claims.set_clock(self.engine, self.campaign.id, self.clock.as_json())
-        self.call_settings = self.settings.replace(**{"robot.speed": self.options.speed,
-                                                      "robot.dial_timeout_s": self.rules.ring_timeout_s})
+        self.call_settings = dataclasses.replace(  # the call reads this campaign's rules (opt_out_dtmf)
+            self.settings.replace(**{"robot.speed": self.options.speed, "robot.dial_timeout_s": self.rules.ring_timeout_s}),
+            campaign=self.rules)
         self._reconcile()  # before anything is dialled again
 
     def _connect_switch(self) -> None:

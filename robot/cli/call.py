@@ -121,7 +121,6 @@ class OneCallRecord:
         """Replay the journal, then write the attempt row; ClickException ("refusing to dial: ...") if either fails."""
         from sqlalchemy.orm import Session
 
-        from callbot.robot.campaign.settings import base_settings
         from callbot.robot.store.engine import explain, is_unavailable, make_engine, redact
         from callbot.robot.store.journal import Journal, JournalError
         from callbot.robot.store.models import CallAttempt, utcnow
@@ -129,7 +128,7 @@ class OneCallRecord:
         from callbot.robot.store.schema import SchemaError, ensure_schema
 
         url = settings.db.url
-        rules = base_settings(settings)
+        rules = settings.campaign
         recorder = None
         try:
             engine = make_engine(url)
