@@ -2,14 +2,18 @@
 
 Each process appends to its own file, ``<dir>/journal-<host>-<pid>-<n>.jsonl``, one record per
 line, flushed and fsynced, so a crash loses at most a line being written (a torn last line is
-skipped on replay and kept in the ``.rejected`` file). To replay, a process first renames a file to
-``*.replaying-<host>-<pid>`` (atomic, so two processes never replay one file), applies every
+skipped on replay and kept in the ``.rejected`` file). The owner holds an exclusive ``flock`` on its
+current file from before the file gets its name until it closes it (or dies: the kernel drops the
+lock), and a replay takes only files whose lock it gets, so it never takes a file that another
+process (or another Journal in this one) still writes. To replay, a process locks a file, renames
+it to ``*.replaying-<host>-<pid>`` (atomic, so two processes never replay one file), applies every
 record in one transaction (each record is idempotent: see robot.store.records), then deletes it.
 A file left ``replaying`` by a process that died is taken over by the next replay on that host.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
 import logging
@@ -68,8 +72,7 @@ class Journal:
         with self._lock:
             if self._file is None:
                 self.dir.mkdir(parents=True, exist_ok=True)
-                self.path = self.dir / f"journal-{_host()}-{os.getpid()}-{next(_counter)}{SUFFIX}"
-                self._file = open(self.path, "a", encoding="utf-8")
+                self.path, self._file = _create_locked(self.dir)
                 log.warning("database unavailable: call records go to the journal", extra={"path": str(self.path)})
             self._file.write(line)
             self._file.flush()
@@ -98,14 +101,14 @@ class Journal:
         self.rotate()
 
     def pending(self) -> list[Path]:
-        """Journal files waiting for a replay (not the one being written), oldest first."""
+        """Journal files waiting for a replay, oldest first: not one a process still writes (or replays)."""
         if not self.dir.is_dir():
             return []
         with self._lock:
             current = self.path
         files = [p for p in self.dir.iterdir() if p.name.startswith("journal-") and p != current
-                 and (p.name.endswith(SUFFIX) or _abandoned_replay(p))]
-        return sorted(files, key=lambda p: p.stat().st_mtime)
+                 and (p.name.endswith(SUFFIX) or _abandoned_replay(p)) and _free(p)]
+        return sorted(files, key=_mtime)
 
     def replay(self, apply: Callable[[list[dict[str, Any]]], None]) -> ReplayResult:
         """Apply every pending file with ``apply(records)`` (one transaction); stop at the first failure."""
@@ -113,25 +116,80 @@ class Journal:
         self.rotate()
         for path in self.pending():
             base = path.name.split(".replaying-")[0]
-            taken = path.with_name(f"{base}.replaying-{_host()}-{os.getpid()}")
-            try:
-                path.rename(taken)
-            except FileNotFoundError:  # another process took it
+            held = _take(path, path.with_name(f"{base}.replaying-{_host()}-{os.getpid()}"))
+            if held is None:  # its owner took the lock back first, or another replay took it
                 continue
-            records, bad = _read(taken)
-            if bad:
-                _set_aside(taken, bad)
-                result.rejected += len(bad)
-            try:
-                apply(records)
-            except Exception as exc:  # noqa: BLE001 - the database failed again: keep the file for next time
-                taken.rename(taken.with_name(base))
-                result.error = f"{type(exc).__name__}: {exc}"
-                return result
-            taken.unlink()
+            handle, taken = held
+            with handle:  # the lock, until the file is gone or back under its name
+                records, bad = _read(taken)
+                if bad:
+                    _set_aside(taken, bad)
+                    result.rejected += len(bad)
+                try:
+                    apply(records)
+                except Exception as exc:  # noqa: BLE001 - the database failed again: keep the file for next time
+                    taken.rename(taken.with_name(base))
+                    result.error = f"{type(exc).__name__}: {exc}"
+                    return result
+                taken.unlink()
             result.records += len(records)
             result.files.append(path.name)
         return result
+
+
+def _create_locked(directory: Path) -> tuple[Path, Any]:
+    """A new journal file, locked before it gets the name a replay looks for (no unlocked moment)."""
+    path = directory / f"journal-{_host()}-{os.getpid()}-{next(_counter)}{SUFFIX}"
+    hidden = directory / f".{path.name}.new"
+    handle = open(hidden, "a", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.replace(hidden, path)
+    except BaseException:
+        handle.close()
+        raise
+    return path, handle
+
+
+def _take(path: Path, taken: Path) -> tuple[Any, Path] | None:
+    """Lock ``path`` and rename it to ``taken``; None when another process holds it or it is gone.
+
+    The lock (``flock``, on this open file description) conflicts with the writer's and with another
+    replay's, in this process or another; the kernel drops it when its holder dies.
+    """
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not os.path.samestat(os.fstat(handle.fileno()), os.stat(path)):
+            raise FileNotFoundError(path)  # replayed and gone since we opened it: the name is another file's
+        path.rename(taken)
+    except (BlockingIOError, FileNotFoundError):
+        handle.close()
+        return None
+    except BaseException:
+        handle.close()
+        raise
+    return handle, taken
+
+
+def _free(path: Path) -> bool:
+    """Whether the file is still there and no open file (its writer, a replay) holds its lock."""
+    try:
+        with open(path, "rb") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, FileNotFoundError):
+        return False
+    return True
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:  # taken by another replay meanwhile: its place in the order does not matter
+        return 0.0
 
 
 def _read(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
