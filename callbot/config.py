@@ -225,8 +225,13 @@ class RobotSettings:
     playback_margin_s: float = 5.0  # beyond a prompt's length, how long it may take to report PLAYBACK_STOP
     drain_s: float = 1.0  # after the hang-up, how long to keep recording the channel's last events
     max_call_s: float = 600.0  # a call still up after this long (from the answer) is hung up
-    stream_restarts: int = 5  # a lost audio stream is restarted this many times at most per call
-    stream_restart_backoff_s: float = 0.5  # ... first after this long, doubling each time
+    # a lost audio stream is restarted (uuid_audio_stream stop, then start) while the call lasts: first
+    # after stream_restart_backoff_s, doubling up to stream_restart_backoff_max_s. After stream_restarts
+    # restarts in a call the audio is gone (flag audio_gone) and the scenario's on_audio_lost applies:
+    # "hangup" restarts no more and ends the call after its prompt; "continue" goes on restarting.
+    stream_restarts: int = 5
+    stream_restart_backoff_s: float = 0.5
+    stream_restart_backoff_max_s: float = 2.0
     no_audio_flag_s: float = 5.0  # a connected stream with no audio event for this long is flagged
     beep_wait_s: float = 20.0  # on a machine, the longest wait for the beep (then scenario voicemail.on_no_beep)
     no_beep_silence_s: float = 2.5  # ... or less: this long quiet after the greeting with no beep = there is none
@@ -471,7 +476,8 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "prompt_rate": RATE, "stream_rate": RATE, "dial_timeout_s": POSITIVE, "listen_timeout_s": POSITIVE,
         "final_wait_s": NON_NEGATIVE, "dial_grace_s": NON_NEGATIVE, "park_wait_s": POSITIVE,
         "playback_margin_s": POSITIVE, "drain_s": NON_NEGATIVE, "max_call_s": _range(above=0, hi=86400, hint="> 0 and <= 86400 (one day: the switch's sched_hangup cap)"),
-        "stream_restarts": NON_NEGATIVE, "stream_restart_backoff_s": POSITIVE, "no_audio_flag_s": POSITIVE,
+        "stream_restarts": NON_NEGATIVE, "stream_restart_backoff_s": POSITIVE,
+        "stream_restart_backoff_max_s": _range(above=0, hi=60), "no_audio_flag_s": POSITIVE,
         "beep_wait_s": POSITIVE, "no_beep_silence_s": POSITIVE, "hangup_wait_s": POSITIVE, "max_reply_s": POSITIVE,
         "replay_stt_cpu_threads": _range(1, 64), "amd_wait_s": POSITIVE, "queue_max": COUNT,
         "speed": _range(0.1, 100),
@@ -505,6 +511,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
 # Settings that bound each other, per section: (lower key, upper key). Checked after every change.
 ORDERED: dict[str, tuple[tuple[str, str], ...]] = {
     "esl": (("reconnect_min_s", "reconnect_max_s"),),
+    "robot": (("stream_restart_backoff_s", "stream_restart_backoff_max_s"),),
     "audio_server": (("max_speed", "replay_max_speed"),),
     "amd": (("beep_min_hz", "beep_max_hz"), ("beep_min_ms", "beep_max_ms")),
     "bench": (("calls", "max_calls"),),

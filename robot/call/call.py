@@ -80,7 +80,7 @@ class Call:
         self.backchannel = BackchannelFilter(scenario.language, self.cfg.backchannel_words)
         self.partial_text = ""  # the caller's words so far in this utterance (pause mode's backchannel test)
         self.max_call_s = scenario.max_call_s or self.cfg.max_call_s
-        self.audio_gone = False  # the stream is lost and will not be restarted
+        self.audio_gone = False  # lost again after robot.stream_restarts restarts: on_audio_lost applies
         self.stream_index = 0  # which stream the audio events come from (0, then one more per restart)
 
     # ---- the sans-I/O surface ----------------------------------------------------------------
@@ -525,16 +525,23 @@ class Call:
         self._schedule_stream_restart()
 
     def _schedule_stream_restart(self) -> None:
+        """The next restart while the call lasts: after ``stream_restart_backoff_s``, doubling up to ``..._max_s``.
+
+        After ``robot.stream_restarts`` restarts the audio is gone and ``on_audio_lost`` applies: ``hangup``
+        tries no more (the call ends after its prompt); ``continue`` keeps restarting at the longest back-off.
+        """
         if not self.sm.live or self.audio_url is None:
             return
         if self.stream_restarts >= self.cfg.stream_restarts:
             self._audio_gone()
-            return
-        delay = self.cfg.stream_restart_backoff_s * 2 ** self.stream_restarts
+            if self.scenario.on_audio_lost == "hangup":
+                return
+        doublings = min(self.stream_restarts, 1000)  # the cap holds long before; 2 ** n stays a finite float
+        delay = min(self.cfg.stream_restart_backoff_s * 2 ** doublings, self.cfg.stream_restart_backoff_max_s)
         self._deadlines["stream_restart"] = self.now + delay
 
     def _audio_gone(self) -> None:
-        """No more restarts: the scenario's ``on_audio_lost`` says go on without barge-in, or end after the prompt."""
+        """Restarts ran out: the scenario's ``on_audio_lost`` says go on without barge-in, or end after the prompt."""
         if self.audio_gone:
             return
         self.audio_gone = True
