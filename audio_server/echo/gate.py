@@ -61,6 +61,7 @@ class EchoVerdict:
     delay_ms: float | None
 
 
+NOISE_FRAME = 2.0  # a frame within 3 dB of the noise's energy is noise (the judge takes out twice the noise)
 BOUND_FLOOR = 1e-4  # the bound never falls below -40 dB, so that it can rise again within seconds
 
 NO_REFERENCE = EchoVerdict(reference=False, caller=True, caller_ratio=1.0, delay_ms=None)
@@ -142,10 +143,23 @@ class EchoGate:
         return EchoVerdict(reference=True, caller=ratio >= s.caller_ratio, caller_ratio=ratio, delay_ms=delay_ms)
 
     def _track_noise(self, y: np.ndarray) -> None:
+        """Per band: falls fast to quieter frames; rises about 5 dB per second, but only on frames that
+        the judge itself would take for noise (their energy within ``NOISE_FRAME`` of the noise's).
+
+        A frame that stands out (the caller, or the prompt's echo) never raises it, as voiced frames never
+        raise the VAD's floor: otherwise it crept up 5 dB/s through a caller's words, and on a hissy line
+        (-42 dBFS) the caller's weaker phonemes, a few dB over the hiss, were taken out as "noise" and
+        the utterance split at the bridge (``overprompt_10`` in hiss).
+        """
         if self._noise is None:
             self._noise = y.copy()
-        else:  # falls fast to quieter frames, rises about 5 dB per second
-            self._noise = np.where(y < self._noise, self._noise + 0.3 * (y - self._noise), self._noise * 1.023)
+            return
+        quieter = y < self._noise
+        falls = self._noise + 0.3 * (y - self._noise)
+        if float(y.sum()) <= NOISE_FRAME * float(self._noise.sum()):
+            self._noise = np.where(quieter, falls, self._noise * 1.023)
+        else:
+            self._noise = np.where(quieter, falls, self._noise)
 
     def _rows(self, starts: np.ndarray) -> np.ndarray:
         """Prompt band rows for frames starting at these stream samples; -1 where nothing played."""
