@@ -102,6 +102,14 @@ def test_pipeline_bench_prints_its_cost_as_json() -> None:
     frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in FIXTURES.glob("*.wav"))
     assert report["frames"] == frames and report["fixtures"] == len(report["per_fixture"])
     assert report["us_per_frame"] > 0 and report["streams_per_core_realtime"] == round(report["frames_per_s"] / 50)
+    # one run, every path of the barge-in cascade on the same fixtures (a cost, not a timing assertion)
+    systems = report["systems"]
+    assert list(systems) == ["webrtcvad", "cascade", "cascade_echo"]
+    for name, row in systems.items():
+        assert row["frames"] == frames, name
+        assert isinstance(row["us_per_frame"], float) and row["us_per_frame"] > 0, name
+        assert isinstance(row["streams_per_core_realtime"], int) and row["streams_per_core_realtime"] > 0, name
+    assert [row["echo_reference"] for row in systems.values()] == [False, False, True]
 
 
 def test_audio_server_rejects_a_bad_setting_with_a_clear_message() -> None:
