@@ -32,6 +32,7 @@ from callbot.robot.esl.commands import (
     audio_stream_start_command, audio_stream_stop_command, break_command, broadcast_command, check_uuid,
     kill_command, originate_command, pause_toggle_command,
 )
+from callbot.robot.scenario.intents import OPT_OUT_INTENT
 from callbot.robot.scenario.loader import Scenario, Step
 from callbot.stream import PlaybackMarker, marker_command, robot_stream_url
 
@@ -72,6 +73,8 @@ class Call:
         self.audio_seen = False
         self.amd_settled = False
         self.machine_pending = False  # AMD said machine while a prompt played: act once it has stopped
+        self.opting_out = False  # the callee opted out (a key or the stop intent): the opt-out step ends the call
+        self.opt_out_pending = False  # ... and a prompt was playing: the step follows once it has stopped
         self.message_playing = False  # the voicemail message is on the channel
         self.beeped = False
         self.beep_wait_from: float | None = None
@@ -140,6 +143,7 @@ class Call:
                 self._on_stream_lost(event)
             case Dtmf():
                 self._switch_row(event, "DTMF", digit=event.digit)
+                self._on_dtmf(event.digit)
             case AudioTextIgnored():
                 self._switch_row(event, "audio_text_ignored", problem=event.problem, body=event.body[:200])
             case OtherSwitchEvent():
@@ -230,7 +234,10 @@ class Call:
         if self.sm.state is S.AMD and self.parked and not self.script_started:
             self.script_started = True
             self._deadlines.pop("park", None)
-            self._enter_step(self.scenario.start)
+            if self.opting_out:  # a key pressed before the first prompt
+                self._opt_out_ending()
+            else:
+                self._enter_step(self.scenario.start)
 
     # ---- the script ----------------------------------------------------------------------------
 
@@ -287,7 +294,10 @@ class Call:
         self._deadlines.pop("playback", None)
         if not self.sm.live:
             return
-        if self.machine_pending:
+        if self.opt_out_pending:
+            self.opt_out_pending = self.message_playing = False
+            self._opt_out_ending()
+        elif self.machine_pending:
             self.machine_pending = False
             self._voicemail()
         elif self.message_playing:
@@ -329,7 +339,54 @@ class Call:
         self.record.replies.append({"step": step.name, "outcome": outcome, "text": text})
         self._robot("reply", step=step.name, outcome=outcome, text=text)
         self.listen_started = None
+        if outcome == OPT_OUT_INTENT:
+            self._robot("opt_out", via="intent", step=step.name, text=text)
+            self.opting_out = True
+            if OPT_OUT_INTENT not in step.branches:  # the scenario says nothing here: its opt-out step
+                self._opt_out_ending()
+                return
         self._enter_step(step.branch(outcome) if step.branches else step.next)
+
+    # ---- opt-out -------------------------------------------------------------------------------
+
+    def _on_dtmf(self, digit: str) -> None:
+        """An opt-out key (``campaign.opt_out_dtmf``) at any moment of the answered call: see :meth:`_opt_out`."""
+        keys = self.settings.campaign.opt_out_dtmf
+        if keys and digit and digit in keys and self.sm.live and not self.opting_out:
+            self._robot("opt_out", via="dtmf", digit=digit)  # the campaign writes DNC on this row, during the call
+            self._opt_out()
+
+    def _opt_out(self) -> None:
+        """A person opted out: AMD is settled (a key is a person), nothing more is asked, the prompt playing is
+        stopped, then the scenario's opt-out step ends the call (a hang-up when it has none)."""
+        self.opting_out = True
+        if not self.amd_settled:
+            self.amd_settled = True
+            self._deadlines.pop("amd", None)
+            self._robot("amd_hook", result="human", note="opt-out key: a person; AMD is not acted on")
+        self.machine_pending = False
+        self.listen_started = None
+        for name in ("listen", "beep", "beep_quiet"):
+            self._deadlines.pop(name, None)
+        if not self.script_started:
+            return  # the opt-out step comes instead of the first one (_maybe_start_script)
+        playing = self.playing
+        if playing is not None and not playing.stopped:
+            self.opt_out_pending = True
+            if not playing.break_sent:
+                playing.break_sent = True
+                self._send(Api("break", break_command(self.uuid)))
+                self._robot("opt_out_break", step=playing.step.name)
+            self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
+            return
+        self._opt_out_ending()
+
+    def _opt_out_ending(self) -> None:
+        if self.scenario.opt_out is not None:
+            self._enter_step(self.scenario.opt_out)
+        else:
+            self.record.disposition = "opted_out"
+            self._hang_up("opted out")
 
     # ---- barge-in ------------------------------------------------------------------------------
 

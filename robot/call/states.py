@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from callbot.events import Amd, AudioEvent, Beep
 from callbot.robot.call.events import (
-    Answered, ApiFailed, ApiReply, Deadline, HangupComplete, HungUp, OriginateResult, Parked, PlaybackStopped,
+    Answered, ApiFailed, ApiReply, Deadline, Dtmf, HangupComplete, HungUp, OriginateResult, Parked, PlaybackStopped,
     ShellError, StreamLost,
 )
 
@@ -43,14 +43,14 @@ TRANSITIONS: dict[CallState, dict[type, frozenset[CallState]]] = {
                  ShellError: frozenset({S.HANGING_UP})},
     S.AMD: {Parked: _SCRIPT, Answered: _SCRIPT, ApiReply: _SCRIPT, ApiFailed: _SCRIPT,
             Amd: frozenset({S.WAIT_BEEP, S.HANGING_UP}), Deadline: _TIMED_OUT, HungUp: frozenset({S.HANGUP}),
-            ShellError: frozenset({S.HANGING_UP})},
+            ShellError: frozenset({S.HANGING_UP}), Dtmf: _SCRIPT},
     S.PLAYING: {PlaybackStopped: _NEXT, Deadline: _TIMED_OUT, ApiReply: frozenset({S.HANGING_UP}),
-                HungUp: frozenset({S.HANGUP}), ShellError: frozenset({S.HANGING_UP})},
+                HungUp: frozenset({S.HANGUP}), ShellError: frozenset({S.HANGING_UP}), Dtmf: _SCRIPT},
     S.LISTENING: {AudioEvent: _NEXT, Deadline: _TIMED_OUT, StreamLost: _NEXT, HungUp: frozenset({S.HANGUP}),
-                  ShellError: frozenset({S.HANGING_UP})},
+                  ShellError: frozenset({S.HANGING_UP}), Dtmf: _SCRIPT},
     S.WAIT_BEEP: {Beep: frozenset({S.PLAYING}), Amd: frozenset({S.PLAYING}), PlaybackStopped: frozenset({S.PLAYING}),
                   Deadline: frozenset({S.PLAYING, S.HANGING_UP, S.HANGUP}), HungUp: frozenset({S.HANGUP}),
-                  ShellError: frozenset({S.HANGING_UP})},
+                  ShellError: frozenset({S.HANGING_UP}), Dtmf: _SCRIPT},
     S.HANGING_UP: {HungUp: frozenset({S.HANGUP}), Deadline: frozenset({S.HANGUP}), ShellError: frozenset({S.HANGUP})},
     S.HANGUP: {HungUp: frozenset({S.DONE}), HangupComplete: frozenset({S.DONE}), OriginateResult: frozenset({S.DONE}),
                Deadline: frozenset({S.DONE}), ShellError: frozenset({S.DONE})},

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from callbot.config import RETRY_OUTCOMES
 from callbot.robot.campaign.windows import Window, is_open, next_open
+from callbot.robot.scenario.intents import OPT_OUT_INTENT
 
 OUTCOMES = ("completed", "opted_out", "machine", "busy", "no_answer", "unallocated", "failed", "interrupted")
 RETRIED = RETRY_OUTCOMES
@@ -21,7 +22,6 @@ BUSY_CAUSES = frozenset({"USER_BUSY"})
 NO_ANSWER_CAUSES = frozenset({"NO_ANSWER", "NO_USER_RESPONSE", "NO_ANSWER_TIMEOUT"})  # the last: our ring timeout
 UNALLOCATED_CAUSES = frozenset({"UNALLOCATED_NUMBER", "INVALID_NUMBER_FORMAT", "NO_ROUTE_DESTINATION"})
 OPT_OUT_DISPOSITIONS = frozenset({"do_not_call", "opted_out", "opt_out"})
-OPT_OUT_INTENT = "stop"
 LOST_SWITCH_FLAGS = frozenset({"ended_during_esl_outage"})
 RECHECK_NO_WINDOW = timedelta(days=1)  # zones that share no window within the horizon: look again this much later
 

@@ -9,6 +9,7 @@ from typing import Mapping, Sequence
 # The intents every scenario may branch on, in the order they win when several match: asking to
 # be taken off the list beats "later", which beats a plain no or yes ("no, call me later" is later).
 INTENTS: tuple[str, ...] = ("stop", "later", "no", "yes")
+OPT_OUT_INTENT = "stop"  # the callee asks not to be called again: DNC, then the scenario's opt-out step
 
 DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
     "en": {

@@ -31,8 +31,12 @@ Outcomes a listening step branches on: the intents, ``unknown`` (a reply without
 intent) and ``silence`` (no reply in the window); ``default`` covers any not named.
 
 Optional in ``[scenario]``: ``max_call_s`` (the call's longest length from the answer; at most the
-robot's ``robot.max_call_s``, which applies when it is not given) and ``on_audio_lost`` (``continue``
-without barge-in, or ``hangup``) for a call whose audio stream is lost and cannot be restarted.
+robot's ``robot.max_call_s``, which applies when it is not given), ``on_audio_lost`` (``continue``
+without barge-in, or ``hangup``) for a call whose audio stream is lost and cannot be restarted, and
+``opt_out``: the final step that ends the call when the callee opts out, by an opt-out key
+(``campaign.opt_out_dtmf``) at any moment or by the ``stop`` intent at a step that does not branch on
+it. By default it is the step every ``on.stop`` branch leads to, when they all lead to one final step;
+without one, an opt-out hangs up once the prompt playing has stopped.
 
 Loading reports every error at once, each with its location (``file:line: steps.<name>.<key>``),
 and refuses what would fail only in a call (robot.scenario.checks): prompt paths the switch cannot
@@ -120,6 +124,7 @@ class Scenario:
     source: Path
     max_call_s: float | None = None  # None: the robot's robot.max_call_s
     on_audio_lost: str = "continue"  # continue (without barge-in) | hangup, once the stream cannot be restarted
+    opt_out: str | None = None  # the final step an opt-out (key or spoken) ends the call with; None: hang up
 
     def step(self, name: str) -> Step:
         return self.steps[name]
@@ -192,7 +197,8 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path, ma
     c = _Checker()
     c.unknown_keys(data, {"scenario", "voicemail", "intents", "steps"}, "")
     head = c.need(data, "scenario", dict, "", default={}) or {}
-    c.unknown_keys(head, {"name", "language", "start", "audio_dir", "max_call_s", "on_audio_lost"}, "scenario")
+    c.unknown_keys(head, {"name", "language", "start", "audio_dir", "max_call_s", "on_audio_lost", "opt_out"},
+                   "scenario")
     name = c.need(head, "name", str, "scenario", default=path.stem)
     if name is not None and not _NAME.fullmatch(name):
         c.problems.append(f"scenario.name: {name[:60]!r} must be 1-100 letters, digits, spaces or _ . + - "
@@ -258,6 +264,7 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path, ma
         c.problems.append("voicemail.message: required when on_machine = \"leave_message\"")
 
     _check_references(c, steps, start, voicemail)
+    opt_out = _opt_out_step(c, steps, c.need(head, "opt_out", str, "scenario", default=None))
     c.problems.extend(f"{key}: {message}" for key, message in loop_problems(steps))
     quickest = shortest_run(steps, start) if start is not None else None
     if max_call_s is not None and quickest is not None and quickest[0] > max_call_s:
@@ -267,7 +274,21 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path, ma
         raise ScenarioError(str(path), c.problems)
     assert intents is not None and language is not None and start is not None
     return Scenario(name, language, start, steps, voicemail, intents, path, max_call_s=max_call_s,
-                    on_audio_lost=on_audio_lost or "continue")
+                    on_audio_lost=on_audio_lost or "continue", opt_out=opt_out)
+
+
+def _opt_out_step(c: _Checker, steps: Mapping[str, Step], named: str | None) -> str | None:
+    """``scenario.opt_out`` (checked: a final step), else the one final step every ``on.stop`` leads to, else None."""
+    if named is not None:
+        if named not in steps:
+            c.problems.append(f"scenario.opt_out: no step named {named!r}")
+        elif steps[named].disposition is None:
+            c.problems.append(f"scenario.opt_out: step {named!r} must be a final step (with a disposition): "
+                              "an opt-out ends the call")
+        return named
+    targets = {step.branches["stop"] for step in steps.values() if "stop" in step.branches}
+    (only,) = targets if len(targets) == 1 else (None,)
+    return only if only in steps and steps[only].disposition is not None else None
 
 
 def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: int, prompts_dir: Path) -> Step:
