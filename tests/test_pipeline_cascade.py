@@ -100,3 +100,24 @@ def test_a_shared_batcher_serves_many_streams_with_one_call_per_window() -> None
         got[k] += [e for e in p.flush().events if e.type != "amd"]
     assert got == [events(d) for d in datas]
     assert batcher.calls < sum(p.classifier.windows_run for p in pipelines)  # windows of several streams per call
+
+
+def test_out_line_is_what_the_pipelines_own_amd_hears() -> None:
+    """``PipelineOutput.line``: the plain [vad] gate's frames, which the AMD is fed (not the cascade's keener
+    gate in ``decisions``, which voices a few noise frames of a silent callee and would delay INITIALSILENCE)."""
+    from callbot.audio_server.amd.detector import AmdDetector, AmdParams
+
+    samples, rate = sf.read(Path(__file__).parent / "fixtures" / "amd" / "human_en_us_silent.wav", dtype="int16",
+                            always_2d=True)
+    data = samples[:, 0].astype("<i2").tobytes()
+    pipeline = StreamPipeline(StreamParams(CALL, rate, 1500, 300), SETTINGS)
+    fed = {"line": AmdDetector(AmdParams(SETTINGS.amd)), "decisions": AmdDetector(AmdParams(SETTINGS.amd))}
+    own, heard = [], {k: [] for k in fed}
+    for i in range(0, len(data), 640):
+        out = pipeline.feed(data[i:i + 640])
+        assert len(out.line) == len(out.decisions) == len(out.frames)
+        own += [e for e in out.events if e.type == "amd"]
+        for key, amd in fed.items():
+            heard[key] += [e for d in getattr(out, key) for e in amd.feed(d)]
+    assert [(e.cause, e.t) for e in own] == [(e.cause, e.t) for e in heard["line"]] == [("INITIALSILENCE", 2.5)]
+    assert heard["decisions"][0].t > 2.5  # the keener gate's noise frames count as voice

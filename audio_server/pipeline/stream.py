@@ -44,7 +44,8 @@ class PipelineOutput:
 
     events: list[AudioEvent] = field(default_factory=list)  # wire events
     frames: list[Frame] = field(default_factory=list)
-    decisions: list[FrameDecision] = field(default_factory=list)
+    decisions: list[FrameDecision] = field(default_factory=list)  # the cascade's: what the segmenter heard
+    line: list[FrameDecision] = field(default_factory=list)  # the plain [vad] gate's: what the AMD heard
     segment_items: list[SegmentItem] = field(default_factory=list)
     echo: list[EchoVerdict] = field(default_factory=list)
 
@@ -191,6 +192,7 @@ class StreamPipeline:
                     confirmed = self.confirmer.short_word()
             out.frames.append(frame)
             out.decisions.append(decision)
+            out.line.append(item.line)
             out.echo.append(item.echo)
             self._after_segmenter(step, out, confirmed)
             out.events.extend(self.amd.feed(item.line))
