@@ -124,6 +124,13 @@ def _report(answered: bool, *, cause=None, disposition=None, amd=None, first_aud
     (_report(True, cause="NORMAL_CLEARING", disposition="confirmed", amd="human"), "completed"),
     (_report(True, cause="NORMAL_CLEARING", disposition="voicemail_left", amd="machine"), "completed"),
     (_report(True, cause="NORMAL_CLEARING", disposition="machine_hangup", amd="machine"), "machine"),
+    # the outcome follows what the call did: a machine verdict that came after AMD had settled (its deadline) is
+    # not a machine to retry; the person heard the whole script
+    (_report(True, cause="NORMAL_CLEARING", disposition="no_reply", amd="machine", rows=[
+        {"t": 7.0, "source": "robot", "type": "amd_result", "result": "notsure", "action": "human"},
+        {"t": 13.8, "source": "robot", "type": "amd_result", "result": "machine", "action": "none"}]), "completed"),
+    (_report(True, cause="NORMAL_CLEARING", disposition="machine_no_beep", amd="machine", rows=[
+        {"t": 2.0, "source": "robot", "type": "amd_result", "result": "machine", "action": "leave_message"}]), "machine"),
     (_report(True, cause="NORMAL_CLEARING", disposition="do_not_call", amd="human"), "opted_out"),
     (_report(True, cause="NORMAL_CLEARING", disposition="no_reply",
              rows=[{"t": 3, "source": "robot", "type": "reply", "outcome": "stop"}]), "opted_out"),

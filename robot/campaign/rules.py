@@ -80,6 +80,19 @@ class CallSummary:
     first_audio_s: float | None  # first robot audio (PLAYBACK_START), call seconds from the answer
     length_s: float | None  # last timeline row, call seconds from the answer
     lost_switch: bool
+    treated_as_machine: bool | None = None  # what the call did on AMD (None: no record of it; then ``amd`` says)
+
+
+MACHINE_ACTIONS = frozenset({"hangup", "leave_message"})
+
+
+def amd_action(row: Mapping[str, Any]) -> bool | None:
+    """True when a timeline row says the call acted on a machine, False on a person, None when it says neither.
+    A verdict that came after the call had settled (its deadline, an opt-out key) has action ``none``."""
+    if row.get("source") != "robot" or row.get("type") not in ("amd_result", "amd_hook"):
+        return None
+    action = row.get("action", "human" if row.get("type") == "amd_hook" else None)
+    return None if action in (None, "none") else action in MACHINE_ACTIONS
 
 
 def opt_out_row(row: Mapping[str, Any], dtmf: str = "") -> bool:
@@ -105,10 +118,11 @@ def first_audio_row(row: Mapping[str, Any]) -> bool:
 def summarize(report: Mapping[str, Any], opt_out_dtmf: str = "") -> CallSummary:
     events: Iterable[Mapping[str, Any]] = report.get("events") or []
     answered = opted = False
-    first_audio = length = None
+    first_audio = length = machine = None
     for row in events:
         answered = answered or answered_row(row)
         opted = opted or opt_out_row(row, opt_out_dtmf)
+        machine = machine if machine is not None else amd_action(row)
         if first_audio is None and first_audio_row(row) and row.get("t") is not None:
             first_audio = float(row["t"])
         if row.get("t") is not None:
@@ -119,7 +133,8 @@ def summarize(report: Mapping[str, Any], opt_out_dtmf: str = "") -> CallSummary:
     flags = set(report.get("flags") or ())
     return CallSummary(answered=answered, cause=cause.upper() if cause else None, disposition=disposition,
                        amd=report.get("amd"), opted_out=opted or (disposition or "") in OPT_OUT_DISPOSITIONS,
-                       first_audio_s=first_audio, length_s=length, lost_switch=bool(flags & LOST_SWITCH_FLAGS))
+                       first_audio_s=first_audio, length_s=length, lost_switch=bool(flags & LOST_SWITCH_FLAGS),
+                       treated_as_machine=machine)
 
 
 def outcome_of(call: CallSummary, voicemail_disposition: str = "voicemail_left") -> str:
@@ -129,7 +144,10 @@ def outcome_of(call: CallSummary, voicemail_disposition: str = "voicemail_left")
             return "opted_out"
         if call.lost_switch:
             return "interrupted"
-        if call.amd == "machine" and call.disposition != voicemail_disposition:
+        # the decision the call acted on, not a verdict that came once it had settled (a late one, at a speed
+        # where the audio server lags the switch, said machine to people who then heard the whole script)
+        machine = call.amd == "machine" if call.treated_as_machine is None else call.treated_as_machine
+        if machine and call.disposition != voicemail_disposition:
             return "machine"
         if call.disposition == "error":
             return "failed"
