@@ -28,7 +28,7 @@ from callbot.robot.report import build_report
 from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
-from callbot.app.pacing import Pacer
+from callbot.app.pacing import MediaLockstep, Pacer
 from callbot.resources import demo_calls_dir
 
 REPLAY_SWITCH_INTERVAL_S = 0.0005  # at speed N every wall ms is N ms of call time: switch threads often
@@ -51,9 +51,12 @@ def resolve_fixture(fixture: str) -> Path:
 
 def replay_settings(settings: Settings) -> Settings:
     """Settings for an in-process replay: at speed N, speech recognition has N times more audio per wall
-    second, so it decodes finals only, on fewer threads (robot.replay_stt_*), and the barge-in path keeps a core."""
+    second, so it decodes finals only, on fewer threads (robot.replay_stt_*), and the barge-in path keeps a core.
+    No speculative decode in pauses either: the replay's clock waits for every decode, so starting the final's
+    decode early gains no call time there and only costs wall time."""
     return settings.replace(**{"stt.partials": settings.robot.replay_stt_partials,
-                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads})
+                               "stt.cpu_threads": settings.robot.replay_stt_cpu_threads,
+                               "stt.speculative_final_ms": 0})
 
 
 def load_sidecar(wav: Path) -> dict[str, Any] | None:
@@ -125,18 +128,17 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
             audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
-        with audio_ctx as audio_port, Pacer(switch.clock) as pacer, _decode_hold(audio_port, switch.clock):
+        with audio_ctx as audio_port, Pacer(switch.clock) as pacer, MediaLockstep(switch.clock) as media, \
+                _decode_hold(audio_port, switch.clock), _lockstep(switch, audio_port, pacer, media):
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
-            switch.call(_set_event_hook, switch.switch, pacer.busy)
             robot = GeventThread("robot")
             robot.start()
             try:
                 dest = f"fixture/{wav}" + (f"?{urlencode(dial_options)}" if dial_options else "")
                 record: CallRecord = robot.call(
                     run_one_call, run_settings, sc, dest, on_entry=on_entry, on_client=on_client,
-                    clock=switch.clock.now, on_busy=lambda busy: pacer.busy() if busy else pacer.idle(), timeout=600)
+                    call_time=pacer, timeout=600)
             finally:
-                switch.call(_set_event_hook, switch.switch, None)
                 robot.stop()
             report, truth = report_with_truth(switch, record, wav.name)
             if truth is not None and on_truth is not None:
@@ -161,8 +163,32 @@ def report_with_truth(switch: SimSwitchThread, record: CallRecord, fixture: str,
     return report, truth
 
 
-def _set_event_hook(switch: Any, hook: Callable[[], None] | None) -> None:
-    switch.on_event_queued = hook
+@contextlib.contextmanager
+def _lockstep(switch: SimSwitchThread, audio_port: int, pacer: Pacer, media: MediaLockstep) -> Iterator[None]:
+    """Wire the replay's holds into simswitch (and the audio server, when it is in this process).
+
+    With the audio server in this process every party tells the clock when it is busy, so the
+    media ticks step the clock and held time is caught up afterwards (SimClock's lockstep):
+    the call keeps ``speed`` in effect however long a decode holds it. With the server elsewhere,
+    only the robot's events hold the clock."""
+    server = _IN_PROCESS.get(audio_port)
+    lockstep = server is not None
+    switch.call(_set_hooks, switch.switch, pacer.busy, media.work if lockstep else None, lockstep)
+    if server is not None:
+        server.on_media_work = media.work
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.on_media_work = None
+        switch.call(_set_hooks, switch.switch, None, None, False)
+
+
+def _set_hooks(switch: Any, on_event: Callable[[], None] | None, on_media: Callable[[int], None] | None,
+               lockstep: bool) -> None:
+    """On the switch's loop: its hooks, and whether the media ticks step the clock."""
+    switch.on_event_queued, switch.on_media_work = on_event, on_media
+    switch.lockstep = switch.clock.catch_up = lockstep
 
 
 _IN_PROCESS: dict[int, AudioServer] = {}  # port -> an audio server of audio_server_thread, in this process

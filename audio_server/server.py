@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from typing import Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -64,16 +65,19 @@ class Outbox:
     (finals are at most one per speech segment, so they cannot grow without bound).
     """
 
-    def __init__(self, max_items: int) -> None:
+    def __init__(self, max_items: int, on_put: Callable[[int], None] | None = None) -> None:
         self.max_items = max_items
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.partials_dropped = 0
+        self.on_put = on_put  # AudioServer.on_media_work: one more text on its way to the switch
 
     def put(self, event: AudioEvent, call: str) -> None:
         if isinstance(event, Partial) and self.queue.qsize() >= self.max_items:
             self.partials_dropped += 1
             return
         self.queue.put_nowait(to_json(event, call))
+        if self.on_put is not None:
+            self.on_put(1)
 
 
 class ClassifierStep:
@@ -264,6 +268,9 @@ class AudioServer:
         self.classifier: ClassifierStep | None = None  # the speech classifier all streams share (start())
         self.live: set[ServerConnection] = set()
         self._server: Server | None = None
+        # An in-process replay's lockstep (callbot.app.lockstep): told +n for every text frame on its way
+        # to the switch and -1 for every binary message handled, so the switch's clock waits for both.
+        self.on_media_work: Callable[[int], None] | None = None
 
     @property
     def port(self) -> int:
@@ -341,7 +348,7 @@ class AudioServer:
             params = dataclasses.replace(params, amd=dataclasses.replace(params.amd, transcripts=True))
         batcher = self.classifier.batcher if self.classifier is not None else None
         session = StreamSession(params, StreamPipeline(params, self.settings, batcher=batcher),
-                                Outbox(self.settings.audio_server.send_queue_max),
+                                Outbox(self.settings.audio_server.send_queue_max, self.on_media_work),
                                 prompts_dir=self.settings.prompts.path())
         if problem:  # barge-in, AMD and beeps still work; only transcripts are off for this stream
             log.warning("stream without transcripts", extra={"call": params.call, "reason": problem})
@@ -397,6 +404,7 @@ class AudioServer:
                                         "(audio_server.idle_timeout_s)", CLOSE_POLICY) from None
             if isinstance(message, str):
                 replies = session.on_text(message, cfg.max_text_bytes)
+                work = len(replies)
             else:
                 if len(message) > cfg.max_message_bytes:
                     raise StreamFailure("message_too_large", f"binary message of {len(message)} bytes exceeds "
@@ -410,6 +418,9 @@ class AudioServer:
                 replies = session.advance()
                 if reframer.samples_received > received:  # audio, not an empty or one-byte frame, keeps it alive
                     deadline = loop.time() + cfg.idle_timeout_s
+                work = len(replies) - 1  # this message is handled; its replies are on their way
+            if work and self.on_media_work is not None:
+                self.on_media_work(work)
             for text in replies:
                 log.info("event", extra={"call": session.params.call, "event": text})
                 if await _closing(ws):
@@ -420,6 +431,8 @@ class AudioServer:
         t = session.pipeline.stream_time
         log.warning("stream failed", extra={"call": session.params.call, "code": exc.code, "reason": str(exc),
                                             "t": round(t, 3)})
+        if self.on_media_work is not None:
+            self.on_media_work(1)
         try:
             await ws.send(to_json(Error(t=t, code=exc.code, message=str(exc)), session.params.call))
         except ConnectionClosed:

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 MEDIA_TICK_S = 0.020  # one media frame (ptime 20), the unit of all media work
-HELD_POLL_S = 0.002  # while the clock is held, sleepers look again this often (wall seconds)
+HELD_POLL_S = 0.002  # while a hold or a barrier blocks it, a thread's sleeper looks again this often (wall s)
 
 
 def epoch_of(instant: str) -> float:
@@ -26,7 +26,7 @@ def epoch_of(instant: str) -> float:
 
 
 class SimClock:
-    """Virtual seconds since start = wall seconds elapsed, less the wall time spent held, x speed.
+    """Virtual seconds since start: wall seconds elapsed, less the wall time spent held, x speed.
 
     Event timestamps use a *virtual epoch*: ``start_epoch_s`` (default: the wall epoch when the
     clock was made) plus virtual seconds, so differences between Event-Date-Timestamp values are
@@ -36,51 +36,45 @@ class SimClock:
     the audio server decodes, so that a decode takes no call time and speed changes no decision.
     While held, ``now()`` stays put and no media tick runs; after the last release time goes on
     from where it stopped, with no jump.
+
+    A *lockstep* run (an in-process replay, where every party tells the clock when it is busy) adds
+    two things. Barriers (``set_barrier``): virtual times the clock does not pass until their owner
+    moves them on (the next media tick, the robot's next deadline), so every party acts at the exact
+    call time it asked for, however late its thread wakes. And catch-up (``catch_up=True``): time
+    spent held is made up afterwards, as fast as the barriers let the parties go, so that the run
+    as a whole keeps ``speed`` in effect and the holds cost no wall time in the end.
     """
 
     def __init__(self, speed: float = 1.0, start_epoch_s: float | None = None) -> None:
         if not speed > 0:
             raise ValueError(f"clock speed must be > 0, got {speed!r}")
         self.speed = float(speed)
+        self.catch_up = False
         self._t0 = time.monotonic()
         self._epoch0_us = int(round((time.time() if start_epoch_s is None else start_epoch_s) * 1_000_000))
         self._lock = threading.Lock()
         self._holds = 0
-        # (wall time the current hold began or None, wall seconds held before it): one tuple, swapped
-        # whole, so that a reader in another thread never sees half of a release
-        self._held: tuple[float | None, float] = (None, 0.0)
+        self._v = 0.0  # virtual time at the anchor ...
+        self._wall = self._t0  # ... and the wall time of the anchor
+        self._barriers: dict[object, float] = {}
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    # ---- reading ----------------------------------------------------------------------------
 
     def now(self) -> float:
-        """Virtual seconds since the clock started (frozen while held)."""
-        since, held_wall = self._held
-        wall = since if since is not None else time.monotonic()
-        return (wall - self._t0 - held_wall) * self.speed
-
-    def hold(self) -> None:
-        """Stop virtual time until the matching :meth:`release` (re-entrant: a count)."""
+        """Virtual seconds since the clock started (frozen while held, never past a barrier)."""
         with self._lock:
-            self._holds += 1
-            if self._holds == 1:
-                self._held = (time.monotonic(), self._held[1])
+            return self._now(time.monotonic())
 
-    def release(self) -> None:
-        """Undo one :meth:`hold`; after the last one, time goes on from where it stopped."""
-        with self._lock:
-            if self._holds == 0:
-                raise RuntimeError("SimClock.release() without a hold")
-            self._holds -= 1
-            since, held_wall = self._held
-            if self._holds == 0 and since is not None:
-                self._held = (None, held_wall + time.monotonic() - since)
-
-    @contextlib.contextmanager
-    def holding(self) -> Iterator[None]:
-        """``with clock.holding(): ...``: held for the block."""
-        self.hold()
-        try:
-            yield
-        finally:
-            self.release()
+    def _now(self, wall: float) -> float:
+        if self._holds:
+            return self._v
+        v = self._v + (wall - self._wall) * self.speed
+        if self.catch_up:
+            v = max(v, (wall - self._t0) * self.speed)
+        if self._barriers:
+            v = min(v, max(self._v, min(self._barriers.values())))
+        return v
 
     @property
     def held(self) -> bool:
@@ -91,20 +85,106 @@ class SimClock:
         t = self.now() if virtual_t is None else virtual_t
         return self._epoch0_us + int(round(t * 1_000_000))
 
+    # ---- stopping time ----------------------------------------------------------------------
+
+    def _anchor(self, wall: float) -> None:
+        """Start a new stretch from the current virtual time (so what follows never jumps back)."""
+        self._v, self._wall = self._now(wall), wall
+
+    def hold(self) -> None:
+        """Stop virtual time until the matching :meth:`release` (re-entrant: a count)."""
+        with self._lock:
+            if self._holds == 0:
+                self._anchor(time.monotonic())
+            self._holds += 1
+
+    def release(self) -> None:
+        """Undo one :meth:`hold`; after the last one, time goes on from where it stopped."""
+        with self._lock:
+            if self._holds == 0:
+                raise RuntimeError("SimClock.release() without a hold")
+            self._holds -= 1
+            if self._holds == 0:
+                self._wall = time.monotonic()
+                self._wake()
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """``with clock.holding(): ...``: held for the block."""
+        self.hold()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def set_barrier(self, owner: object, virtual_t: float | None) -> None:
+        """``owner``'s barrier: the clock does not pass ``virtual_t`` until it is moved on (None: removed).
+
+        A barrier already behind the clock stops it where it is (time never goes back)."""
+        with self._lock:
+            wall = time.monotonic()
+            self._anchor(wall)
+            if virtual_t is None:
+                self._barriers.pop(owner, None)
+            else:
+                self._barriers[owner] = virtual_t
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            with contextlib.suppress(RuntimeError):  # its loop has closed
+                loop.call_soon_threadsafe(_resolve, future)
+
+    # ---- waiting ----------------------------------------------------------------------------
+
     def wall_delay(self, virtual_t: float) -> float:
         """Wall seconds until ``virtual_t`` (0 if it has passed; a short poll while the clock is held)."""
-        delay = max(0.0, (virtual_t - self.now()) / self.speed)
-        return max(delay, HELD_POLL_S) if self.held and delay > 0 else delay
+        with self._lock:
+            delay = self._wall_delay(virtual_t, time.monotonic())
+        return HELD_POLL_S if delay is None else delay
+
+    def _wall_delay(self, virtual_t: float, wall: float) -> float | None:
+        """As :meth:`wall_delay`, but None while a hold or a barrier stands in the way."""
+        v = self._now(wall)
+        if v >= virtual_t - 1e-9:
+            return 0.0
+        if self._holds or (self._barriers and min(self._barriers.values()) < virtual_t - 1e-9):
+            return None
+        delay = (virtual_t - v) / self.speed
+        if self.catch_up:  # the schedule may get there first
+            delay = min(delay, max(0.0, self._t0 + virtual_t / self.speed - wall))
+        return delay
 
     async def sleep_until(self, virtual_t: float) -> None:
         """Sleep until the virtual deadline; absolute, so repeated use never drifts.
 
         Always yields to the loop, even when the deadline has passed, so a late media tick
-        catching up never starves the sockets; a hold that began meanwhile keeps it asleep."""
-        await asyncio.sleep(self.wall_delay(virtual_t))
-        while self.now() < virtual_t - 1e-9:
-            await asyncio.sleep(self.wall_delay(virtual_t))
+        catching up never starves the sockets. While a hold or a barrier is in the way it waits
+        to be woken by their release, polling at most every ``HELD_POLL_S``."""
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(0)
+        while True:
+            with self._lock:
+                delay = self._wall_delay(virtual_t, time.monotonic())
+                if delay == 0.0:
+                    return
+                future: asyncio.Future[None] | None = None
+                if delay is None:
+                    future = loop.create_future()
+                    self._waiters.append((loop, future))
+            if delay is not None:
+                await asyncio.sleep(delay)
+            else:
+                assert future is not None
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(future, HELD_POLL_S * 10)
 
     async def sleep(self, virtual_s: float) -> None:
         """Sleep for a virtual duration."""
         await self.sleep_until(self.now() + virtual_s)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -23,6 +23,7 @@ class SwitchHost(Protocol):
     clock: SimClock
     events: EventFactory
     on_event_queued: Callable[[], None] | None
+    on_media_work: Callable[[int], None] | None
 
     def publish(self, event: EslEvent) -> None:
         """Offer an event to every ESL listener."""

@@ -77,6 +77,10 @@ class SimSwitch:
         # Told (on the switch's loop) each time an event is queued for a listener: a replay holds the clock
         # until the robot has handled it (app.pacing), so the robot's reaction takes no call time.
         self.on_event_queued: Callable[[], None] | None = None
+        # An in-process replay's lockstep: +1 per binary message sent to an audio server, -1 per text
+        # frame received from one; with ``lockstep`` the media ticks also step the clock (a barrier).
+        self.on_media_work: Callable[[int], None] | None = None
+        self.lockstep = False
         self.api = ApiCommands(self, self.registry, directory, self.cdr)
         self.connections: set[EslConnection] = set()
         self.esl_port = 0
@@ -196,9 +200,12 @@ class SimSwitch:
         tick = int(self.clock.now() / MEDIA_TICK_S) + 1
         while True:
             if not self.live:
+                self.clock.set_barrier(self, None)
                 self._has_calls.clear()
                 await self._has_calls.wait()
                 tick = max(tick, int(self.clock.now() / MEDIA_TICK_S) + 1)
+            if self.lockstep:  # time does not pass the next tick before it has run
+                self.clock.set_barrier(self, tick * MEDIA_TICK_S)
             await self.clock.sleep_until(tick * MEDIA_TICK_S)
             now = self.clock.now()
             self.max_tick_lag_s = max(self.max_tick_lag_s, now - tick * MEDIA_TICK_S)

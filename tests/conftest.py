@@ -40,3 +40,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def callbot_cli() -> list[str]:
     """The ``callbot`` console script of this venv, as a command line to run in a subprocess."""
     return [sys.executable, "-c", "from callbot.app.cli import main; main()"]
+
+
+@pytest.fixture(scope="session")
+def audio_port():
+    """One in-process audio server (and Whisper model) for every replay of the run, with a replay's settings.
+
+    Modules that want another server (without speech recognition, say) define their own ``audio_port``."""
+    from callbot.app.replay import audio_server_thread, replay_settings
+    from callbot.config import Settings
+
+    with audio_server_thread(replay_settings(Settings())) as port:
+        yield port

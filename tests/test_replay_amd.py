@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from callbot.config import Settings
-from callbot.app.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
+from callbot.app.replay import FIXTURES_DIR, load_sidecar, replay
 from callbot.robot.scenario.loader import bundled_scenario
 
 AMD_DIR = Path(__file__).resolve().parent / "fixtures" / "amd"
@@ -27,13 +27,6 @@ BEEP_SPEED = 3.0
 HUMAN_BY_S = 2.5
 AFTER_BEEP_S = 0.300
 _cache: dict[tuple[str, str, float], tuple[dict[str, Any], dict[str, Any]]] = {}
-
-
-@pytest.fixture(scope="module")
-def audio_port():
-    """One audio server (and Whisper model) for every replay here."""
-    with audio_server_thread(replay_settings(Settings())) as port:
-        yield port
 
 
 def _scenario(tmp: Path, name: str, **voicemail: str) -> str:

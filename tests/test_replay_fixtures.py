@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from callbot.config import Settings
-from callbot.app.replay import FIXTURES_DIR, audio_server_thread, load_sidecar, replay, replay_settings
+from callbot.app.replay import FIXTURES_DIR, load_sidecar, replay
 from callbot.robot.scenario.loader import Scenario, bundled_scenario, load_scenario
 
 SPEED = 10.0
@@ -26,13 +26,6 @@ FIXTURES = sorted(p.stem for p in FIXTURES_DIR.glob("*.wav") if p.with_suffix(".
 _reports: dict[str, dict] = {}
 
 pytestmark = pytest.mark.slow  # every bundled fixture replayed through simswitch, the audio server and the robot
-
-
-@pytest.fixture(scope="module")
-def audio_port():
-    """One audio server for every replay here (with STT, its model then loads once)."""
-    with audio_server_thread(replay_settings(Settings())) as port:
-        yield port
 
 
 def _report(name: str, audio_port: int) -> dict:

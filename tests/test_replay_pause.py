@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from callbot.app.replay import audio_server_thread, replay, replay_settings
+from callbot.app.replay import replay
 from callbot.config import Settings
 from callbot.robot.scenario.loader import bundled_scenario
 
@@ -21,12 +21,6 @@ def pause_scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pause") / "pause_en.toml"
     path.write_text(text)
     return path
-
-
-@pytest.fixture(scope="module")
-def audio_port():
-    with audio_server_thread(replay_settings(Settings())) as port:
-        yield port
 
 
 def _types(report: dict) -> list[str]:

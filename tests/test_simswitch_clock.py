@@ -117,3 +117,42 @@ def test_media_ticks_stop_while_the_clock_is_held():
             assert int(hangup["Event-Date-Timestamp"]) - answer_us == 500_000  # no jump in the timestamps
             await c.close()
     asyncio.run(asyncio.wait_for(go(), 30))
+
+
+def test_a_barrier_stops_the_clock_until_its_owner_moves_it_and_never_sends_it_back():
+    c = SimClock(speed=1000)
+    c.set_barrier("ticks", 0.5)
+    time.sleep(0.01)  # 10 virtual seconds if nothing stopped it
+    assert c.now() == 0.5
+    c.set_barrier("robot", 0.2)  # behind the clock: it stays where it is
+    assert c.now() == 0.5
+    c.set_barrier("robot", None)
+    c.set_barrier("ticks", None)
+    assert 0.5 <= c.now() < 1.5  # goes on from the barrier, without the stopped time as a jump
+    time.sleep(0.005)
+    assert c.now() > 1.5
+
+
+def test_catch_up_makes_up_held_time_as_far_as_the_barriers_let_it():
+    c = SimClock(speed=100)
+    c.catch_up = True
+    c.set_barrier("ticks", 0.02)
+    c.hold()
+    time.sleep(0.05)  # 5 virtual seconds of schedule pass while held
+    c.release()
+    assert c.now() == 0.02  # at once at the barrier, not 20 ms of virtual time later
+    for step in range(2, 200):  # each step made up at once, however little wall time passes
+        c.set_barrier("ticks", step * 0.02)
+        assert c.now() == pytest.approx(step * 0.02)
+    c.set_barrier("ticks", None)
+    assert c.now() >= 5.0  # and without barriers it is back on the schedule
+
+
+def test_a_sleeper_behind_a_barrier_wakes_when_the_barrier_moves():
+    async def go():
+        c = SimClock(speed=10)
+        c.set_barrier("robot", 0.0)
+        threading.Timer(0.05, c.set_barrier, ("robot", None)).start()  # from another thread
+        await asyncio.wait_for(c.sleep_until(0.05), 5)
+        assert c.now() >= 0.05
+    asyncio.run(go())

@@ -182,6 +182,7 @@ class SttEngine:
                                            "workers": settings.workers, "cpu_threads": settings.cpu_threads})
         self._queue = DecodeQueue(settings.queue_max)
         self._busy = False
+        self._waiting = 0  # transcribe() calls that have not returned yet
         # Told (on the loop's thread) when decoding starts and when the last queued decode ends: a replay
         # holds its virtual clock meanwhile, so that a decode takes no call time at any speed.
         self.on_busy: Callable[[bool], None] | None = None
@@ -264,19 +265,24 @@ class SttEngine:
         (the partial was issued during the segmenter's hangover) shares that decode's result
         instead of queueing a second decode of the same words: sooner, and half the CPU.
         """
-        running = self._running_partials_by_piece.get(_piece(job)) if job.kind == "final" else None
-        if running is not None and running[0].end_s >= job.end_s:
-            self.metrics.finals_shared.inc()
-            return await asyncio.shield(running[1])
-        future: asyncio.Future[DecodeResult | None] = asyncio.get_running_loop().create_future()
-        self._futures[job] = (future, time.perf_counter())
-        for dropped in self._queue.push(job):
-            self.metrics.partials_dropped.inc()
-            dropped_future = self._futures.pop(dropped)[0]
-            if not dropped_future.done():
-                dropped_future.set_result(None)
-        self._pump()
-        return await future
+        self._waiting += 1
+        try:
+            running = self._running_partials_by_piece.get(_piece(job)) if job.kind == "final" else None
+            if running is not None and running[0].end_s >= job.end_s:
+                self.metrics.finals_shared.inc()
+                return await asyncio.shield(running[1])
+            future: asyncio.Future[DecodeResult | None] = asyncio.get_running_loop().create_future()
+            self._futures[job] = (future, time.perf_counter())
+            for dropped in self._queue.push(job):
+                self.metrics.partials_dropped.inc()
+                dropped_future = self._futures.pop(dropped)[0]
+                if not dropped_future.done():
+                    dropped_future.set_result(None)
+            self._pump()
+            return await future
+        finally:  # idle only once the caller has had the result (and queued its transcript)
+            self._waiting -= 1
+            asyncio.get_running_loop().call_soon(self._update_busy)
 
     def _pump(self) -> None:
         """Start decodes while workers are free."""
@@ -297,7 +303,11 @@ class SttEngine:
             task.add_done_callback(lambda t, job=job, future=future: self._done(job, future, t))
         self.metrics.queue_depth.set(len(self._queue))
         self.metrics.in_flight.set(self._running)
-        busy = bool(self._running or len(self._queue))
+        self._update_busy()
+
+    def _update_busy(self) -> None:
+        """Tell ``on_busy`` when the engine starts and stops having decodes or waiters."""
+        busy = bool(self._running or len(self._queue) or self._waiting)
         if busy != self._busy:
             self._busy = busy
             if self.on_busy is not None:

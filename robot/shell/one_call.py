@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from callbot.config import Settings
 from callbot.robot.call.record import CallRecord
-from callbot.robot.shell.session import CallSession
+from callbot.robot.shell.session import CallSession, CallTime
 from callbot.robot.checks import require_ok, run_checks
 from callbot.robot.esl.client import EslClient
 from callbot.robot.scenario.loader import Scenario
@@ -25,8 +25,7 @@ def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, ch
                  call_uuid: str | None = None,
                  on_entry: Callable[[dict[str, Any]], None] | None = None,
                  on_client: Callable[[EslClient], None] | None = None,
-                 clock: Callable[[], float] | None = None,
-                 on_busy: Callable[[bool], None] | None = None) -> CallRecord:
+                 call_time: CallTime | None = None) -> CallRecord:
     """Connect, run the start-up checks (StartupCheckError lists each failure with its fix), place one call.
 
     Must run in the robot's gevent thread (robot.gevent_thread.GeventThread). A failed audio
@@ -50,7 +49,7 @@ def run_one_call(settings: Settings, scenario: Scenario, destination: str, *, ch
             on_client(client)
         session = CallSession(client, scenario, settings, destination, audio_url=audio_base_url(settings),
                               call_uuid=call_uuid,
-                              on_entry=on_entry, clock=clock, on_busy=on_busy)
+                              on_entry=on_entry, call_time=call_time)
         if not audio_ok:
             session.flag("audio_server_check_failed", note="/healthz did not answer: expect no barge-in")
         return session.run()

@@ -4,8 +4,9 @@ The ESL dispatcher translates each routed event and puts it on the call's :class
 (barge-in and hang-up jump ahead). This greenlet takes them off, hands them to the call with the
 call-clock time, sends whatever commands the call asks for (feeding each reply straight back),
 and sleeps until the next event or the call's next deadline. It is the only place that reads a
-clock: ``clock()`` returns call-clock seconds (by default the wall clock times ``robot.speed``; a
-replay passes simswitch's own virtual clock, so a held clock holds the call too).
+clock: ``CallTime.now()`` returns call-clock seconds (by default the wall clock times ``robot.speed``;
+a replay passes simswitch's own virtual clock, so a held clock holds the call too, and is told when
+the call is busy and what its next deadline is).
 """
 
 from __future__ import annotations
@@ -38,24 +39,58 @@ class Switch(Protocol):
     def unroute(self, call_uuid: str) -> None: ...
 
 
+class CallTime(Protocol):
+    """Where the call's time comes from, and who hears what the call is doing (a replay's pacing)."""
+
+    def now(self) -> float:
+        """Call-clock seconds."""
+
+    def wall_delay(self, call_t: float) -> float:
+        """Wall seconds to sleep until ``call_t`` (0 once it has passed)."""
+
+    def busy(self, busy: bool) -> None:
+        """Events wait for the call (True), or it has handled them all and sent its commands (False)."""
+
+    def deadline(self, call_t: float | None) -> None:
+        """The call's next deadline, told before it goes idle (None: it has none, or has ended)."""
+
+
+class WallTime:
+    """Live calls: the wall clock times ``speed``; nobody to tell."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+
+    def now(self) -> float:
+        return time.monotonic() * self.speed
+
+    def wall_delay(self, call_t: float) -> float:
+        return max(0.0, (call_t - self.now()) / self.speed)
+
+    def busy(self, busy: bool) -> None:
+        pass
+
+    def deadline(self, call_t: float | None) -> None:
+        pass
+
+
 class CallSession:
     """Runs one call against ``switch`` following ``scenario``; :meth:`run` returns its CallRecord."""
 
     def __init__(self, switch: Switch, scenario: Any, settings: Settings, destination: str, *,
                  audio_url: str | None, call_uuid: str | None = None,
                  on_entry: Callable[[dict[str, Any]], None] | None = None,
-                 clock: Callable[[], float] | None = None,
-                 on_busy: Callable[[bool], None] | None = None) -> None:
+                 call_time: CallTime | None = None) -> None:
         self.switch = switch
         self.settings = settings
         self.speed = settings.robot.speed
-        self.clock = clock or (lambda: time.monotonic() * self.speed)
+        self.time = call_time or WallTime(self.speed)
+        self.clock = self.time.now
         self.call = Call(call_uuid or str(uuidlib.uuid4()), destination, scenario, settings, audio_url=audio_url,
                          timeline=Timeline(on_entry=on_entry))
         self.uuid = self.call.uuid
         self.record: CallRecord = self.call.record
         self.queue = CallQueue(settings.robot.queue_max)
-        self.on_busy = on_busy  # told when events wait for the call and when it has handled them all
 
     def flag(self, name: str, **fields: Any) -> None:
         """Mark the call before it starts (e.g. a failed start-up check)."""
@@ -77,6 +112,7 @@ class CallSession:
                 except Exception:
                     log.exception("call could not be ended cleanly", extra={"call_uuid": self.uuid})
         finally:
+            self.time.deadline(None)
             try:
                 self.switch.unroute(self.uuid)
             except Exception as exc:  # e.g. the client was stopped first
@@ -88,16 +124,16 @@ class CallSession:
         self._send_all()
         while not self.call.done:
             deadline = self.call.next_deadline()
-            wait = None if deadline is None else max(0.0, (deadline - self.clock()) / self.speed)
-            event = self.queue.get(wait)
+            self.time.deadline(deadline)
+            if not self.queue:
+                self.time.busy(False)
+            event = self.queue.get(None if deadline is None else self.time.wall_delay(deadline))
             now = self.clock()
             if event is not None:
                 self.call.handle(event, now)
             elif deadline is not None and now >= deadline:
                 self.call.handle(Deadline(), now)
             self._send_all()
-            if self.on_busy is not None and not self.queue:
-                self.on_busy(False)
 
     def _send_all(self) -> None:
         """Send every command the call asked for, in order; each reply goes straight back to the call."""
@@ -123,8 +159,7 @@ class CallSession:
                 waiter.rawlink(self._job_done)
 
     def _put(self, event: object) -> None:
-        if self.on_busy is not None:
-            self.on_busy(True)
+        self.time.busy(True)
         self.queue.put(event)
 
     def _job_done(self, result: Any) -> None:

@@ -110,8 +110,11 @@ class AudioStream:
         self.channel.fire_custom("mod_audio_stream::connect", _compact({"status": "connected"}))
 
     def _on_text(self, text: str) -> None:
-        if len(self._texts) < self.channel.switch.settings.max_pending_texts:
-            self._texts.append((self.channel.switch.clock.now(), text))
+        switch = self.channel.switch
+        if len(self._texts) < switch.settings.max_pending_texts:
+            self._texts.append((switch.clock.now(), text))
+        if switch.on_media_work is not None:
+            switch.on_media_work(-1)
 
     def _on_close(self, code: int, reason: str) -> None:
         body = _compact({"status": "disconnected", "message": {"code": code, "reason": reason}})
@@ -195,6 +198,8 @@ class AudioStream:
                 chunk[0::2], chunk[1::2] = r, write
         self._out += chunk.astype("<i2", copy=False).tobytes()
         while len(self._out) >= self.message_bytes:
+            if self.channel.switch.on_media_work is not None:
+                self.channel.switch.on_media_work(1)
             self.client.send_binary(bytes(self._out[:self.message_bytes]))
             del self._out[:self.message_bytes]
         self.samples_sent += self.frame_samples
