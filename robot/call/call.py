@@ -370,14 +370,8 @@ class Call:
             self._deadlines.pop(name, None)
         if not self.script_started:
             return  # the opt-out step comes instead of the first one (_maybe_start_script)
-        playing = self.playing
-        if playing is not None and not playing.stopped:
+        if self._stop_prompt("opt_out_break"):
             self.opt_out_pending = True
-            if not playing.break_sent:
-                playing.break_sent = True
-                self._send(Api("break", break_command(self.uuid)))
-                self._robot("opt_out_break", step=playing.step.name)
-            self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
             return
         self._opt_out_ending()
 
@@ -498,16 +492,23 @@ class Call:
         """A machine answered: stop the prompt (once: a barge-in may have stopped it already), then act."""
         self.script_started = True
         self.listen_started = None
-        playing = self.playing
-        if playing is not None and not playing.stopped:
+        if self._stop_prompt("amd_break"):
             self.machine_pending = True
-            if not playing.break_sent:
-                playing.break_sent = True
-                self._send(Api("break", break_command(self.uuid)))
-                self._robot("amd_break", step=playing.step.name)
-            self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
             return
         self._voicemail()
+
+    def _stop_prompt(self, row: str) -> bool:
+        """Break the prompt playing, once (a barge-in may have broken it already), and give its PLAYBACK_STOP
+        until the playback deadline; True if one was playing (what comes next waits for its stop)."""
+        playing = self.playing
+        if playing is None or playing.stopped:
+            return False
+        if not playing.break_sent:
+            playing.break_sent = True
+            self._send(Api("break", break_command(self.uuid)))
+            self._robot(row, step=playing.step.name)
+        self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
+        return True
 
     def _voicemail(self) -> None:
         """Hang up, or wait for the beep and leave the message (``voicemail.on_no_beep`` when none comes)."""
