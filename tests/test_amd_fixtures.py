@@ -36,16 +36,8 @@ def test_fixture_set_is_complete() -> None:
             assert s["speech"][-1][1] < s["beep"][0] < s["beep"][1], name
 
 
-SILENT_LATE = pytest.mark.xfail(strict=True, reason=(
-    "INITIALSILENCE on human_en_us_silent is decided at 2.58 s, not 2.5 s (the verdict is right, notsure): "
-    "app/amd/replay.py feeds its AmdDetector the cascade's frame decisions (out.decisions: the keener gate, "
-    "6 dB over the floor, which voices 4 noise frames at -46..-44 dBFS before 1.5 s), where the pipeline's "
-    "own AMD, as the server runs it, hears the plain [vad] gate (out.line) and decides at 2.5 s; fed "
-    "out.line, all 13 fixtures are right and this one is on time"))
 
-
-@pytest.mark.parametrize("wav", [pytest.param(w, marks=SILENT_LATE) if w.stem == "human_en_us_silent" else w
-                                 for w in WAVS], ids=[w.stem for w in WAVS])
+@pytest.mark.parametrize("wav", WAVS, ids=[w.stem for w in WAVS])
 def test_fixture_classified_right_and_in_time(wav: Path) -> None:
     sidecar = load_sidecar(wav)
     outcome = replay_pipeline(wav, SETTINGS)
@@ -93,7 +85,7 @@ def test_amd_report_json_over_the_cli() -> None:
     assert [r["fixture"] for r in report["fixtures"]] == [w.stem for w in WAVS]
     assert sum(sum(cols.values()) for cols in report["confusion"].values()) == len(WAVS)
     assert report["confusion"]["machine"]["human"] == report["confusion"]["human"]["machine"] == 0
-    assert report["human_decision_max_s"] <= 2.6  # 2.5 s INITIALSILENCE, 80 ms late since the cascade (SILENT_LATE)
+    assert report["human_decision_max_s"] <= 2.5  # INITIALSILENCE at 2.5 s, from the plain [vad] gate
     assert report["beep"]["found"] == report["beep"]["expected"] and report["beep"]["false"] == 0
     assert isinstance(report["prompt_after_beep_ms"], str)  # not measurable without the robot
 

@@ -118,7 +118,7 @@ def replay_pipeline(wav: Path, settings: Settings, engine: SttEngine | None = No
     step = frame_bytes(rate)  # what mod_audio_stream sends per message
     for offset in range(0, len(data), step):
         out = pipeline.feed(data[offset: offset + step])
-        for decision in out.decisions:
+        for decision in out.line:  # what the pipeline's own AMD hears: the plain [vad] gate
             for at, event in stt.due(decision.frame.t) if stt else []:
                 outcome.transcripts.append({"t": round(at, 3), "audio_t": event.t, "final": isinstance(event, Final),
                                             "text": event.text})
