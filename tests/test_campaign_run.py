@@ -77,7 +77,8 @@ def test_a_campaign_runs_to_completion_and_every_row_is_recorded(db_url, tmp_pat
     with SimSwitchThread(speed=SPEED, esl_port=0, password="pw", fixtures_dir=callees, start=START) as switch:
         env = _env(db_url, switch.esl_port, audio_port)
         result = CliRunner().invoke(main, ["campaign", "run", "c", "--speed", str(SPEED), "--start", START,
-                                           "--runner-id", "r1", "--json"], env=env)
+                                           "--runner-id", "r1", "--max-concurrent", "2", "--cps", "4", "--json"],
+                                    env=env)
     assert result.exit_code == 0, result.output
     run = json.loads(result.stdout)
     assert run["reason"] == "done" and run["attempts"] == 4
@@ -87,6 +88,9 @@ def test_a_campaign_runs_to_completion_and_every_row_is_recorded(db_url, tmp_pat
     assert status["abandoned"] == 0 and status["abandon_rate"] == 0.0 and status["next_due"] is None
     report = json.loads(CliRunner().invoke(main, ["campaign", "report", "c", "--json"], env=env).stdout)
     by_number = {a["number"]: a for a in report["attempts"]}
+    spans = [(a["started_at"], +1) for a in report["attempts"]] + [(a["ended_at"], -1) for a in report["attempts"]]
+    up = [sum(d for _, d in sorted(spans, key=lambda x: (x[0], x[1]))[:i + 1]) for i in range(len(spans))]
+    assert max(up) <= 2  # --max-concurrent 2 over the campaign's 3
     long_reply = by_number["+12125550101"]
     assert long_reply["barge_ins"] and long_reply["answered_at"] and long_reply["runner"] == "r1"
     assert long_reply["started_at"] >= "2024-06-03T14:00" and long_reply["started_at"] < "2024-06-03T15:00"
