@@ -122,8 +122,9 @@ class SimClock:
 
         A barrier already behind the clock stops it where it is (time never goes back)."""
         with self._lock:
-            wall = time.monotonic()
-            self._anchor(wall)
+            if self._barriers.get(owner) == virtual_t:
+                return
+            self._anchor(time.monotonic())
             if virtual_t is None:
                 self._barriers.pop(owner, None)
             else:
