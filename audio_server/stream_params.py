@@ -30,7 +30,8 @@ class StreamParams:
     rate: int
     min_speech_ms: int
     bridge_ms: int
-    amd: AmdParams = field(default_factory=AmdParams)  # the server's amd settings with amd=, amd_<name>= applied
+    amd: AmdParams = field(default_factory=AmdParams)  # the server's amd settings with amd=, amd_<name>=,
+    # answered_ago_ms= applied
     lang: str | None = None  # the callee's language for speech recognition; None: stt.language
     replay: bool = False  # replay=1 with a valid token: audio may run audio_server.replay_max_speed x real time
 
@@ -48,7 +49,8 @@ class StreamParams:
         return cls(call=call, rate=query.rate or base.rate,
                    min_speech_ms=base.min_speech_ms if query.min_speech_ms is None else query.min_speech_ms,
                    bridge_ms=base.bridge_ms if query.bridge_ms is None else query.bridge_ms,
-                   amd=AmdParams(dataclasses.replace(amd, **query.amd_timings)), lang=query.lang,
+                   amd=AmdParams(dataclasses.replace(amd, **query.amd_timings),
+                                 answered_ago_ms=query.answered_ago_ms or 0), lang=query.lang,
                    replay=query.replay)
 
 

@@ -5,9 +5,12 @@ with ``uuid_audio_stream <uuid> send_text``; the audio server parses both. Each 
 once, so the two sides cannot drift:
 
 - ``ws://HOST:PORT/stream/<uuid>?rate=..&min_speech_ms=..&bridge_ms=..[&amd=on][&amd_<name>=ms]
-  [&lang=..][&replay=1][&token=..]``. A query value takes exactly the values of the setting it
-  overrides (:func:`callbot.config.coerce_setting`: the same coercion and range as the settings
-  loader); an unknown key is refused, naming it.
+  [&lang=..][&answered_ago_ms=..][&replay=1][&token=..]``. A query value takes exactly the values of
+  the setting it overrides (:func:`callbot.config.coerce_setting`: the same coercion and range as the
+  settings loader); an unknown key is refused, naming it. ``answered_ago_ms`` (no setting: an int,
+  0..``ANSWERED_AGO_LIMIT.hi``, coerced as settings are) is how long before the start command the call
+  was answered, in call time: where the stream's sample 0 lies after the answer, so the AMD times
+  its rules from the answer (docs/amd.md, "Late streams").
 - ``{"type":"playback","state":"start","file":F,"text":T}`` and
   ``{"type":"playback","state":"stop"|"pause"|"resume"}``, compact JSON. ``send_text`` strips
   ``'`` and eats backslashes on the way (wire facts 1.1), so no value may hold ``'``, ``\\`` or ``"``.
@@ -22,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from callbot.config import ConfigError, Settings, coerce, coerce_setting
+from callbot.config import ConfigError, Limit, Settings, coerce, coerce_setting
 
 STREAM_PREFIX = "/stream/"
 
@@ -42,7 +45,11 @@ QUERY_SETTINGS: dict[str, tuple[str, str]] = {
 }
 FLAG_KEYS = ("replay",)  # booleans of the stream itself, not settings
 AUTH_KEYS = ("token",)
-QUERY_KEYS = (*QUERY_SETTINGS, *FLAG_KEYS, *AUTH_KEYS)
+# Facts of the call, not settings: key -> its limit (an int, coerced as settings are).
+ANSWERED_AGO_KEY = "answered_ago_ms"
+ANSWERED_AGO_LIMIT = Limit(lo=0, hi=60000)  # past a minute every AMD timing (at most 60000 ms) has run out
+CALL_KEYS: dict[str, Limit] = {ANSWERED_AGO_KEY: ANSWERED_AGO_LIMIT}
+QUERY_KEYS = (*QUERY_SETTINGS, *CALL_KEYS, *FLAG_KEYS, *AUTH_KEYS)
 
 
 class StreamUrlError(ValueError):
@@ -73,17 +80,23 @@ class StreamQuery:
     amd: bool | None = None  # amd=on|off
     amd_timings: Mapping[str, int] = field(default_factory=dict)  # name (without amd_) -> ms
     lang: str | None = None
+    answered_ago_ms: int | None = None  # the answer, this long before the stream's sample 0 (None: not said, 0)
     replay: bool = False  # a replayed call, faster than real time: the server's higher cap (needs the token)
     token: str | None = None
 
     @classmethod
-    def for_robot(cls, settings: Settings, lang: str | None = None) -> "StreamQuery":
+    def for_robot(cls, settings: Settings, lang: str | None = None,
+                  answered_ago_ms: int | None = None) -> "StreamQuery":
         """What the robot asks for: its stream rate and barge-in settings; ``amd=on`` when it acts on AMD, so the
-        verdict never depends on the server's default; ``lang`` is the scenario's language; ``replay`` when the
-        switch runs faster than real time (``robot.speed``); the audio server's token when there is one."""
+        verdict never depends on the server's default; ``lang`` is the scenario's language; ``answered_ago_ms``
+        how long before this start command the call was answered (its first stream; clipped to the limit);
+        ``replay`` when the switch runs faster than real time (``robot.speed``); the audio server's token."""
+        if answered_ago_ms is not None:
+            answered_ago_ms = min(max(0, answered_ago_ms), int(ANSWERED_AGO_LIMIT.hi or 0))
         return cls(rate=settings.robot.stream_rate, min_speech_ms=settings.bargein.min_speech_ms,
                    bridge_ms=settings.bargein.bridge_ms, amd=True if settings.robot.act_on_amd else None,
-                   lang=lang or None, replay=settings.robot.speed != 1.0, token=settings.audio_server.token)
+                   lang=lang or None, answered_ago_ms=answered_ago_ms, replay=settings.robot.speed != 1.0,
+                   token=settings.audio_server.token)
 
     def pairs(self) -> list[tuple[str, str]]:
         """The query's ``(key, text)`` pairs, in URL order; each value checked as the server will check it."""
@@ -102,11 +115,22 @@ class StreamQuery:
             except ConfigError as exc:
                 raise ValueError(str(exc)) from None
             out.append((key, _text(checked)))
+        if self.answered_ago_ms is not None:
+            out.append((ANSWERED_AGO_KEY, str(call_fact(ANSWERED_AGO_KEY, self.answered_ago_ms, "stream URL"))))
         if self.replay:
             out.append(("replay", "1"))
         if self.token:
             out.append(("token", self.token))
         return out
+
+
+def call_fact(key: str, value: Any, where: str) -> int:
+    """A call fact's value (``CALL_KEYS``) as an int in its range, else ValueError (ConfigError) naming ``where``."""
+    typed = coerce(value, int, f"{where} {key}")
+    problem = CALL_KEYS[key].problem(typed)
+    if problem:
+        raise ConfigError(f"{where} {key}: {typed!r} {problem}")
+    return typed
 
 
 def _text(value: Any) -> str:
@@ -121,9 +145,10 @@ def stream_url(base: str, call_uuid: str, query: StreamQuery) -> str:
     return f"{base.rstrip('/')}{STREAM_PREFIX}{canonical_uuid(call_uuid)}" + (f"?{text}" if text else "")
 
 
-def robot_stream_url(base: str, call_uuid: str, settings: Settings, lang: str | None = None) -> str:
+def robot_stream_url(base: str, call_uuid: str, settings: Settings, lang: str | None = None,
+                     answered_ago_ms: int | None = None) -> str:
     """The robot's stream URL for a call: :meth:`StreamQuery.for_robot` under ``base``."""
-    return stream_url(base, call_uuid, StreamQuery.for_robot(settings, lang))
+    return stream_url(base, call_uuid, StreamQuery.for_robot(settings, lang, answered_ago_ms))
 
 
 def parse_stream_target(target: str) -> tuple[str, StreamQuery]:
@@ -158,6 +183,8 @@ def parse_stream_target(target: str) -> tuple[str, StreamQuery]:
                     timings[key[len(AMD_PREFIX):]] = value
                 else:
                     values[key] = value
+            elif key in CALL_KEYS:
+                values[key] = call_fact(key, text, "query parameter")
             elif key in FLAG_KEYS:
                 values[key] = coerce(text, bool, f"query parameter {key}")
             elif key in AUTH_KEYS:

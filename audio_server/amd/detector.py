@@ -35,11 +35,14 @@ class AmdParams:
 
     settings: AmdSettings = field(default_factory=AmdSettings)
     transcripts: bool = False  # STT hints will come: a verdict waits (amd.hint_wait_ms at most) for those of earlier speech
+    answered_ago_ms: int = 0  # the call was answered this long before the stream's sample 0 (URL answered_ago_ms)
 
     def __post_init__(self) -> None:
         if self.settings.initial_silence_result not in RESULTS:
             raise ValueError(f"amd.initial_silence_result={self.settings.initial_silence_result!r}: "
                              f"use one of {', '.join(RESULTS)}")
+        if self.answered_ago_ms < 0:
+            raise ValueError(f"answered_ago_ms={self.answered_ago_ms}: the answer cannot come after the stream's start")
 
 
 def normalise(text: str) -> str:
@@ -56,16 +59,19 @@ class _Rules:
     """mod_amd's rules plus transcript hints, fed in stream order (frames and hints by their audio time).
 
     Durations count frame lengths, so stream gaps (a paused stream) neither add silence nor voice.
-    The first rule that fires decides.
+    The first rule that fires decides. The rules' clock starts at the answer: ``unheard_ms`` (the
+    call's answer before the stream's sample 0) counts as silence that already happened.
     """
 
-    def __init__(self, settings: AmdSettings, phrases: tuple[str, ...], greeting_words: frozenset[str]) -> None:
+    def __init__(self, settings: AmdSettings, phrases: tuple[str, ...], greeting_words: frozenset[str],
+                 unheard_ms: float = 0.0) -> None:
         self.p = settings
         self.phrases = phrases
         self.greeting_words = greeting_words
+        self.unheard_ms = unheard_ms
         self.now = 0.0  # stream time of the end of the last frame seen
-        self.elapsed_ms = 0.0
-        self.silence_ms = 0.0
+        self.elapsed_ms = unheard_ms  # since the answer
+        self.silence_ms = unheard_ms
         self.voice_ms = 0.0  # all voice so far (the greeting rule)
         self.word_ms = 0.0  # consecutive voice (the word rules)
         self.word_end = float("-inf")  # end of the last frame that was part of a word
@@ -125,7 +131,9 @@ class _Rules:
                 self.in_word = True
                 if self.words == 1:
                     onset_ms = self.elapsed_ms - self.word_ms
-                    self.late_talker = 0 < p.late_onset_ms <= onset_ms
+                    # a word already under way at sample 0 of a late stream began before we listened: not late
+                    began_unheard = self.unheard_ms > 0 and onset_ms <= self.unheard_ms + 1e-6
+                    self.late_talker = 0 < p.late_onset_ms <= onset_ms and not began_unheard
         if self.word_ms >= p.maximum_word_length:
             return "machine", "MAXWORDLENGTH"
         if self.late_talker:
@@ -161,10 +169,16 @@ class AmdDetector:
     STT runs on the stream (``AmdParams.transcripts``), a verdict is held until a transcript covers
     the last word before it, or ``hint_wait_ms`` of stream time has passed, so the result and its
     time do not depend on how long decoding took.
+
+    Every rule is timed from the answer, not from the stream's start: with ``answered_ago_ms`` (the
+    stream started that long after the answer) the stream's first frame finds that much silence
+    and analysis time already spent (INITIALSILENCE, TOOLONG and the late-talker onset count it),
+    while verdicts stay dated in stream time, as every audio event is.
     """
 
     def __init__(self, params: AmdParams) -> None:
         self.p = params.settings
+        self._unheard_ms = float(params.answered_ago_ms)
         self.decision: Amd | None = None
         self._wait_s = self.p.hint_wait_ms / 1000 if params.transcripts else 0.0
         self._phrases = tuple(normalise(p) for p in self.p.voicemail_phrases)
@@ -176,7 +190,7 @@ class AmdDetector:
         self._heard_until = float("-inf")  # the audio the transcripts so far have covered
 
     def _new_rules(self) -> _Rules:
-        return _Rules(self.p, self._phrases, self._greeting_words)
+        return _Rules(self.p, self._phrases, self._greeting_words, self._unheard_ms)
 
     def feed(self, verdict: VoicedFrame) -> list[Amd]:
         """Advance by one frame's verdict; returns ``[Amd]`` when the verdict is due."""

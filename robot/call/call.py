@@ -555,11 +555,31 @@ class Call:
 
     def _start_stream(self, what: str) -> None:
         assert self.audio_url is not None
-        url = robot_stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language)
+        url = robot_stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language,
+                               answered_ago_ms=self._answered_ago_ms())
         cmd = audio_stream_start_command(self.uuid, url, "mono", f"{self.cfg.stream_rate // 1000}k",
                                          {"call": self.uuid, "scenario": self.scenario.name})
         self._robot(what, url=url.split("token=")[0])
         self._send(Api(what, cmd))
+
+    def _answered_ago_ms(self) -> int | None:
+        """The first stream's ``answered_ago_ms``: how long before this start command the call was answered, in
+        call time (mod_audio_stream takes the stream's sample 0 when the command runs); None for a restarted
+        stream, whose AMD judges from its own start (the audio before it was heard, not silence).
+
+        The call may hear of the answer late (a busy event socket or robot): the switch's stamps say how late.
+        Each switch row keeps its stamp and the call-clock time it was handled; the smallest difference seen
+        (the ringing events, as a rule) is the two clocks' offset, and the answer's excess over it is its lag.
+        Not counted: the time from here until the switch runs the command (docs/amd.md, "Late streams")."""
+        tl = self.record.timeline
+        if self.stream_index or tl.answer_at is None:
+            return None
+        lag = 0.0
+        if tl.answer_us is not None:
+            offsets = [e.at - e.switch_us / 1e6 for e in tl.entries if e.source == "switch" and e.switch_us]
+            if offsets:
+                lag = max(0.0, tl.answer_at - tl.answer_us / 1e6 - min(offsets))
+        return round((self.now - tl.answer_at + lag) * 1000)
 
     def _on_stream_connected(self, event: StreamConnected) -> None:
         self._switch_row(event, "mod_audio_stream::connect")

@@ -20,7 +20,11 @@ Options, as channel variables in ``{}`` (``sim_<name>=...``) or as a query suffi
   group follow ``DTMF_SPACING_S`` apart;
 - ``echo_db=<dB>`` (-60..0) and ``echo_delay_ms`` (0..1000, default ``DEFAULT_ECHO_DELAY_MS``): the
   line returns the robot's playback into the callee's audio, this far below it and this late,
-  band-limited to 300-3400 Hz (``media.line_echo``), e.g. ``echo_db=-12&echo_delay_ms=120``.
+  band-limited to 300-3400 Hz (``media.line_echo``), e.g. ``echo_db=-12&echo_delay_ms=120``;
+- ``event_delay_ms`` (0..60000): a lagging switch, as with 200 answers at once: CHANNEL_ANSWER and the
+  channel's events after it reach the event socket this late (the originate's reply too), each with its
+  own Event-Date-Timestamp; a hangup delivers the backlog at once. A robot that starts its audio stream
+  on the answer starts it this late, so the stream's sample 0 comes this long after call time 0.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from urllib.parse import parse_qsl
 
 _CAUSE = re.compile(r"^[A-Za-z_]{2,40}$")
 _OPTIONS = ("answer_delay_ms", "answer", "reject", "hangup_after_s", "hangup_at_end", "hangup_cause", "dtmf",
-            "echo_db", "echo_delay_ms")
+            "echo_db", "echo_delay_ms", "event_delay_ms")
+MAX_EVENT_DELAY_MS = 60000.0
 DEFAULT_ECHO_DELAY_MS = 120.0
 DTMF_DIGITS = "0123456789*#ABCD"
 DTMF_SPACING_S = 0.3  # between the digits of one group: a 250 ms tone and a 50 ms gap
@@ -62,6 +67,7 @@ class CalleeSpec:
     dtmf: tuple[tuple[float, str], ...] = ()  # (call time, digit), in time order
     echo_db: float | None = None  # line echo of the robot's playback, dB relative to it (None: no echo)
     echo_delay_ms: float = DEFAULT_ECHO_DELAY_MS
+    event_delay_s: float = 0.0  # CHANNEL_ANSWER and what follows reach the event socket this late
 
 
 def _bool(value: str, name: str) -> bool:
@@ -106,6 +112,18 @@ def _echo(opts: dict[str, str]) -> tuple[float | None, float]:
     if delay > 1000:
         raise DialError("INVALID_URL", f"option echo_delay_ms={delay:g} is out of range 0..1000")
     return level, delay
+
+
+def _event_delay(value: str) -> float:
+    """``event_delay_ms`` in seconds: 0..MAX_EVENT_DELAY_MS ms of lag."""
+    try:
+        delay = float(value)
+    except ValueError:
+        delay = float("nan")
+    if not 0 <= delay <= MAX_EVENT_DELAY_MS:
+        raise DialError("INVALID_URL", f"option event_delay_ms={value!r}: the events' lag after the answer in ms, "
+                                       f"0..{MAX_EVENT_DELAY_MS:g} (e.g. 300)")
+    return delay / 1000
 
 
 def _dtmf(value: str) -> tuple[tuple[float, str], ...]:
@@ -166,4 +184,5 @@ def parse_dial(dial: str, variables: dict[str, str], fixtures_dir: Path | None,
         dtmf=_dtmf(opts.get("dtmf", "")),
         echo_db=echo_db,
         echo_delay_ms=echo_delay_ms,
+        event_delay_s=_event_delay(opts.get("event_delay_ms", "0")),
     )

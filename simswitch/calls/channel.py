@@ -69,6 +69,7 @@ class Channel:
         self.prompts = PromptQueue(max_queue=s.max_queued_prompts, max_wav_s=s.max_wav_s,
                                    start_s=s.broadcast_start_ms / 1000)
         self.stream: AudioStream | None = None
+        self._held: list[Any] | None = None  # events made, not yet published (spec.event_delay_s after the answer)
         self.result: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.voice = CalleeVoice(spec.wav, s.max_wav_s, uuid)
         self.variables: dict[str, str] = {
@@ -115,7 +116,10 @@ class Channel:
              subclass: str | None = None, vt: float | None = None) -> None:
         """Create, publish and record one event about this channel."""
         event = self.switch.events.make(name, self, subclass=subclass, pre=pre, post=post, body=body, at=vt)
-        self.switch.publish(event)
+        if self._held is not None:
+            self._held.append(event)
+        else:
+            self.switch.publish(event)
         self.record("event", vt, name=name, subclass=subclass)
 
     def fire_custom(self, subclass: str, body: str, vt: float | None = None) -> None:
@@ -138,6 +142,9 @@ class Channel:
         self.truth.answered_at_virtual = vt
         self.answered_us = self.switch.clock.epoch_us(vt)
         self.state, self.call_state, self.answer_state = "CS_EXECUTE", "ACTIVE", "answered"
+        if self.spec.event_delay_s > 0:  # a lagging switch: the answer and what follows are told late
+            self._held = []
+            self.switch.keep(asyncio.create_task(self._release_at(vt + self.spec.event_delay_s)))
         self.variables.update(endpoint_disposition="ANSWER", answer_epoch=str(self.answered_us // 1_000_000),
                               answer_uepoch=str(self.answered_us))
         self.fire("CHANNEL_ANSWER", vt=vt)
@@ -146,9 +153,22 @@ class Channel:
             data = f"+{int(self.sched_hangup_s)}"
             self.fire("CHANNEL_EXECUTE", post=self._app_headers("sched_hangup", data), vt=vt)
             self.fire("CHANNEL_EXECUTE_COMPLETE", post=self._app_headers("sched_hangup", data, "_none_"), vt=vt)
-        if not self.result.done():
+        if not self.result.done() and self._held is None:
             self.result.set_result(f"+OK {self.uuid}\n")
         self.switch.keep(asyncio.create_task(self._park_at(vt + PARK_DELAY_S)))  # after the BACKGROUND_JOB
+
+    async def _release_at(self, vt: float) -> None:
+        await self.switch.clock.sleep_until(vt)
+        self._release()
+
+    def _release(self) -> None:
+        """The held events go out, in order (spec.event_delay_s has passed, or the call hangs up); then the
+        originate's reply, as when the answer is told at once."""
+        held, self._held = self._held, None
+        for event in held or ():
+            self.switch.publish(event)
+        if held is not None and not self.result.done() and not self.hungup:
+            self.result.set_result(f"+OK {self.uuid}\n")
 
     sched_hangup_s: float | None = None  # answer + this (call time): hung up with ALLOTTED_TIMEOUT
 
@@ -182,6 +202,8 @@ class Channel:
         if self.hungup:
             return
         vt = self.switch.clock.now() if vt is None else vt
+        if self._held is not None:  # a lagging switch tells the backlog first
+            self._release()
         self.hungup = True
         self.hangup_cause = cause
         self.hangup_us = self.switch.clock.epoch_us(vt)
