@@ -80,6 +80,7 @@ class ScriptedSwitch(_LoopbackServer):
         self.job_delay: dict[str, float] = {}
         self.greeting = AUTH_REQUEST  # or REJECTION, as for a client outside the ACL
         self.commands: list[list[str]] = []  # per connection, every command line in order
+        self.raw: list[bytearray] = []  # per connection, every byte received
         self.conns: list = []
         super().__init__(port)
 
@@ -95,6 +96,8 @@ class ScriptedSwitch(_LoopbackServer):
         self.conns.append(sock)
         lines: list[str] = []
         self.commands.append(lines)
+        raw = bytearray()
+        self.raw.append(raw)
         sock.sendall(self.greeting)
         if self.greeting == REJECTION:
             sock.close()
@@ -107,8 +110,9 @@ class ScriptedSwitch(_LoopbackServer):
                 return
             if not data:
                 return
-            for raw in parser.feed(data):
-                cmd = to_command(raw)
+            raw += data
+            for message in parser.feed(data):
+                cmd = to_command(message)
                 lines.append(cmd.line)
                 if not self._answer(sock, cmd):
                     sock.close()

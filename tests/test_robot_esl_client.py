@@ -277,3 +277,32 @@ def test_no_nagle_and_tcp_keepalive_from_settings(switch, client_for):
     if hasattr(socket, "TCP_KEEPIDLE"):
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 9
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL) == 3
+
+
+def test_nudges_wake_the_event_socket_and_never_split_a_command(switch, client_for):
+    """esl.nudge_ms: lone newlines between commands (FreeSWITCH ignores them), never inside one."""
+    client = client_for(nudge_ms=1)
+    sent = [f"api status {i}" for i in range(60)]
+
+    def send(lines: list[str]) -> None:
+        for line in lines:
+            client.api(line.removeprefix("api "))
+            gevent.sleep(0.002)
+
+    gevent.joinall([gevent.spawn(send, sent[i::3]) for i in range(3)])
+    gevent.sleep(0.02)
+    received = bytes(switch.raw[-1])
+    assert sorted(line for line in switch.commands[-1] if line.startswith("api status")) == sorted(sent)
+    commands = b"".join(f"{line}\n\n".encode() for line in switch.commands[-1])
+    assert len(received) > len(commands)  # nudges went out ...
+    leftover = received
+    for line in switch.commands[-1]:  # ... and taking each whole command out leaves only newlines
+        leftover = leftover.replace(f"{line}\n\n".encode(), b"", 1)
+    assert leftover and set(leftover) == {ord("\n")}
+
+
+def test_no_nudges_when_turned_off(switch, client_for):
+    client_for(nudge_ms=0)
+    gevent.sleep(0.05)
+    received = bytes(switch.raw[-1])
+    assert received == b"".join(f"{line}\n\n".encode() for line in switch.commands[-1])

@@ -32,6 +32,7 @@ import uuid as uuidlib
 from typing import Callable
 
 import gevent
+import gevent.lock
 import gevent.socket
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
@@ -92,6 +93,7 @@ class EslClient(InboundESL):
         self._dispatcher: gevent.Greenlet | None = None
         self._reader: gevent.Greenlet | None = None
         self._supervisor: gevent.Greenlet | None = None
+        self._send_lock = gevent.lock.Semaphore()  # a nudge never lands inside a command's bytes
         self._stopping = False
         self._dropped_at: float | None = None
 
@@ -133,7 +135,21 @@ class EslClient(InboundESL):
             self._close_socket(sock)
             raise
         self.ready = True
+        if self.settings.nudge_ms:
+            gevent.spawn(self._nudge_loop, sock)
         log.info("esl connected", extra={"esl": where})
+
+    def _nudge_loop(self, sock: gevent.socket.socket) -> None:
+        """Every ``esl.nudge_ms``, a lone newline that wakes the switch's event socket (see EslSettings)."""
+        every = self.settings.nudge_ms / 1000
+        while sock is self.sock and self.connected:
+            gevent.sleep(every)
+            try:
+                with self._send_lock:
+                    if sock is self.sock:
+                        sock.sendall(b"\n")
+            except OSError:
+                return  # the reader notices the broken connection
 
     def _subscribe(self) -> None:
         self._request(self.subscription, require_ready=False, check=True)
@@ -393,7 +409,8 @@ class EslClient(InboundESL):
         else:
             self.matcher.command_sent(waiter)
         try:
-            sock.sendall(data)
+            with self._send_lock:
+                sock.sendall(data)
         except OSError as exc:
             self._connection_lost(sock, f"write error: {exc}")
             raise EslDisconnected(f"cannot send {what!r}: {exc}") from None
