@@ -25,13 +25,12 @@ TICK_S = 0.020  # PLAYBACK_STOP (break) comes on the media tick after uuid_break
 BARGE_IN_CALLS = int(os.environ.get("REALSWITCH_BARGE_IN_CALLS", "3"))
 # The barge-in latency, from the switch's stamps (20 ms steps). The span from the callee leg's voice
 # (PLAYBACK_START + onset + 1.5 s) to the A leg's PLAYBACK_STOP break, less one tick, holds the
-# loopback hop (one or two frames plus the media bug: the audio server hears the onset 30-70 ms after
-# the callee leg plays it) before the audio server can decide; measured over 10 calls on 2 busy cores:
-# p50 50 ms, p95 90 ms. So: the median of a run's calls within 60 ms (the figure), each call
-# within 100 ms, and the robot's own part (the audio server's barge_in event to the break) within two
-# ticks, 40 ms.
-SPAN_P50_S = 0.060
-SPAN_CALL_S = 0.100
+# loopback hop (one or two frames plus the media bug: the audio server hears the onset 30-50 ms after
+# the callee leg plays it) before the audio server can decide. The event socket's 20 ms poll held the
+# barge-in event up to 20 ms more until the robot nudged it (esl.nudge_ms): over 10 calls, p50 50 ms and
+# p95 70 ms without the nudge, p50 30 ms and p95 50 ms with it. So each call within the 60 ms,
+# and the robot's own part (the audio server's barge_in event to the break) within two ticks, 40 ms.
+SPAN_CALL_S = 0.060
 ROBOT_PART_S = 0.040
 
 
@@ -126,9 +125,7 @@ def test_long_reply_barges_in(switch, recorder, audio_server, workdir, run):
     print(f"the robot's part (audio server barge_in event -> PLAYBACK_STOP break less one tick): "
           f"{robot_part * 1000:+.1f} ms")
     assert -TICK_S <= robot_part <= ROBOT_PART_S
-    assert -0.060 <= latency <= SPAN_CALL_S, f"PLAYBACK_STOP break {latency * 1000:+.1f} ms from onset + 1.5 s"
-    if run == BARGE_IN_CALLS - 1 and len(LATENCIES) >= 3:
-        assert statistics.median(LATENCIES) <= SPAN_P50_S, f"median {statistics.median(LATENCIES) * 1000:.1f} ms"
+    assert -SPAN_CALL_S <= latency <= SPAN_CALL_S, f"PLAYBACK_STOP break {latency * 1000:+.1f} ms from onset + 1.5 s"
 
 
 def test_short_reply_does_not_barge_in(switch, recorder, audio_server, workdir):
