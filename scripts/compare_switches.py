@@ -99,6 +99,8 @@ KNOWN: dict[tuple[str, str, str], str] = {
     ("switch", "real_only", "CHANNEL_EXECUTE_COMPLETE"): "cmp-execute-on-answer",
     ("switch", "sim_only", "CHANNEL_PROGRESS"): "cmp-progress",
     ("switch", "sim_only", "CHANNEL_CREATE"): "cmp-failed-originate-create",
+    **{("switch", "moved", event): "cmp-bug-before-park"
+       for event in ("CHANNEL_PARK", "MEDIA_BUG_START", "mod_audio_stream::connect")},
 }
 # The audio server's segmentation of the callee's voice (and the robot's answer to a barge-in that
 # comes while it cannot act on one): the real switch's loopback callee reaches the stream through an
