@@ -242,7 +242,8 @@ class RobotSettings:
     hangup_wait_s: float = 5.0  # after uuid_kill, wait this long for CHANNEL_HANGUP
     max_reply_s: float = 30.0  # a reply still going after this long is cut off and judged as heard so far
     replay_stt_partials: bool = False  # replays feed STT N x faster: finals only (robot uses none)
-    replay_stt_cpu_threads: int = 1  # ... and leave a core to the barge-in path
+    replay_stt_cpu_threads: int = 2  # ... on this many threads: a replay's clock waits for each decode, so the
+    # barge-in path does not run meanwhile and the decode may take the cores (a shorter wait in wall time)
     act_on_amd: bool = True  # act on the `amd` event (scenario [voicemail]); False = every call is treated as human
     amd_wait_s: float = 7.0  # after the answer, how long (call time) the AMD step waits for the `amd` event
     # (amd.total_analysis_time plus amd.hint_wait_ms, plus a margin)
