@@ -22,11 +22,22 @@ frame off, or a pause that lands a few ms late, is still covered. The frame is t
 at least ``caller_ratio`` of its energy is left once the predicted echo (times ``margin_db``) and the
 line's noise are taken out. Double talk therefore counts from the caller's own first frame.
 Sans-I/O: frames and marker times (stream samples) in, verdicts out.
+
+Cost: the gate runs on every frame of every stream while a prompt plays, so the per-frame and
+per-estimate work skips what cannot change the result: a frame's predicted echo is two rows of
+the prompt's window maxima, or the max of a strided slice of its rows (not a gather per candidate
+delay); the history's prompt rows come from one row per lattice point (frames 20 ms apart, delays
+5 ms apart); gathers use ``np.take``; the bound counts loud frames with one matrix product and
+sorts only the bands every delay has tested. Every sum, product and einsum still runs on the same
+values in the same order as the plain formulation (``_reference`` is kept; tests/test_pipeline_fast_paths.py
+checks each fast path against it), so no verdict changes by a bit.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -71,6 +82,7 @@ class EchoGate:
     """One stream's echo gate (see the module docstring)."""
 
     DELAY_STEP_HOPS = 2  # 5 ms between candidate delays
+    TABLE_ROWS = 16  # a frame's predicted echo over at least this many delays comes from the prompt's window maxima
 
     def __init__(self, rate: int, settings: EchoSettings | None = None) -> None:
         self.settings = s = settings or EchoSettings()
@@ -81,6 +93,9 @@ class EchoGate:
         self._history_frames = max(10, s.history_ms // 20)
         self._estimate_every = max(1, s.estimate_every_ms // 20)
         self._max_delay = s.max_delay_ms * rate // 1000
+        self._slack = s.slack_ms * rate // 1000
+        self._prelock_gain = 10 ** (s.prelock_gain_db / 10)
+        self._margin = 10 ** (s.margin_db / 10)
         self._noise: np.ndarray | None = None
         self.bound: np.ndarray | None = None  # per band: the most the line has shown it returns (see above)
         self._bound_at = 0  # stream sample of the last bound update
@@ -124,39 +139,38 @@ class EchoGate:
         """The verdict on one frame of the line starting at stream sample ``start``."""
         if not self.active(start):
             return NO_REFERENCE
-        s = self.settings
         y = band_energies(samples[None, :], self.rate)[0]
-        self._track_noise(y)
+        energy = float(y.sum())
+        self._track_noise(y, energy)
         noise = self._noise if self._noise is not None else np.zeros_like(y)
         self._remember(y, start)
         if self.delay is None or self.gains is None:
-            gain = 10 ** (s.prelock_gain_db / 10)
-            gain = gain if self.bound is None else np.minimum(gain, self.bound)
-            echo = gain * self._reference(start, 0, self._max_delay).max(axis=0)
+            gain = self._prelock_gain if self.bound is None else np.minimum(self._prelock_gain, self.bound)
+            echo = gain * self._loudest_reference(start, 0, self._max_delay)
         else:
-            slack = s.slack_ms * self.rate // 1000
             gains = self.gains if self.bound is None else np.minimum(self.gains, self.bound)
-            echo = gains * self._reference(start, self.delay - slack, self.delay + slack).max(axis=0)
-        left = np.maximum(0.0, y - 10 ** (s.margin_db / 10) * echo - 2.0 * noise)
-        ratio = float(left.sum() / max(float(y.sum()), 1e-6))
+            echo = gains * self._loudest_reference(start, self.delay - self._slack, self.delay + self._slack)
+        left = np.maximum(0.0, y - self._margin * echo - 2.0 * noise)
+        ratio = float(left.sum() / max(energy, 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
-        return EchoVerdict(reference=True, caller=ratio >= s.caller_ratio, caller_ratio=ratio, delay_ms=delay_ms)
+        return EchoVerdict(reference=True, caller=ratio >= self.settings.caller_ratio, caller_ratio=ratio,
+                           delay_ms=delay_ms)
 
-    def _track_noise(self, y: np.ndarray) -> None:
+    def _track_noise(self, y: np.ndarray, energy: float | None = None) -> None:
         """Per band: falls fast to quieter frames; rises about 5 dB per second, but only on frames that
         the judge itself would take for noise (their energy within ``NOISE_FRAME`` of the noise's).
 
         A frame that stands out (the caller, or the prompt's echo) never raises it, as voiced frames never
         raise the VAD's floor: otherwise it crept up 5 dB/s through a caller's words, and on a hissy line
         (-42 dBFS) the caller's weaker phonemes, a few dB over the hiss, were taken out as "noise" and
-        the utterance split at the bridge (``overprompt_10`` in hiss).
+        the utterance split at the bridge (``overprompt_10`` in hiss). ``energy``: ``float(y.sum())``.
         """
         if self._noise is None:
             self._noise = y.copy()
             return
         quieter = y < self._noise
         falls = self._noise + 0.3 * (y - self._noise)
-        if float(y.sum()) <= NOISE_FRAME * float(self._noise.sum()):
+        if (float(y.sum()) if energy is None else energy) <= NOISE_FRAME * float(self._noise.sum()):
             self._noise = np.where(quieter, falls, self._noise * 1.023)
         else:
             self._noise = np.where(quieter, falls, self._noise)
@@ -177,6 +191,41 @@ class EchoGate:
         bands = self.prompt.bands[np.maximum(rows, 0)]
         return np.where((rows >= 0)[:, None], bands, 0.0)
 
+    def _loudest_reference(self, start: int, lo: int, hi: int) -> np.ndarray:
+        """``_reference(start, lo, hi).max(axis=0)``: per band, the loudest prompt row over the candidate delays.
+
+        Within one span of the timeline the delays' rows step back ``DELAY_STEP_HOPS`` rows at a
+        time, so each span adds the max of one strided slice of the prompt's rows; delays where
+        nothing played add zeros, which band energies (never negative) cannot exceed. Spans that
+        overlap (markers out of order) take the plain way, where the later span wins.
+        """
+        prompt = self.prompt
+        assert prompt is not None
+        if not self.timeline.in_order():
+            return self._reference(start, lo, hi).max(axis=0)
+        hops = self.DELAY_STEP_HOPS
+        step = prompt.hop * hops
+        first = max(0, lo)  # the smallest candidate delay
+        count = (max(0, hi) - first) // step + 1  # candidates: first + k * step, k < count
+        loudest = None
+        for span_start, pos, span_end in self.timeline.spans:
+            back = start - first - int(span_start)  # the stream sample at candidate k is span_start + back - k * step
+            if back < 0:
+                continue
+            k_hi = min(count - 1, back // step)  # still at or after the span's start
+            k_lo = 0 if span_end is None else max(0, (start - first - int(span_end)) // step + 1)  # before its end
+            row0 = (back + int(pos)) // prompt.hop  # prompt row at k = 0; row0 - hops * k at candidate k
+            k_lo = max(k_lo, (row0 - len(prompt.bands)) // hops + 1)  # within the prompt
+            if k_lo > k_hi:
+                continue
+            if k_lo == 0 and k_hi == count - 1 and count >= self.TABLE_ROWS:  # the whole run: two table rows
+                ahead, behind = prompt.window_maxima(hops, count)
+                peak = np.maximum(ahead[row0 - hops * k_hi], behind[row0])
+            else:
+                peak = np.maximum.reduce(prompt.bands[row0 - hops * k_hi:row0 - hops * k_lo + 1:hops], axis=0)
+            loudest = peak if loudest is None else np.maximum(loudest, peak)
+        return loudest if loudest is not None else np.zeros(prompt.bands.shape[1], prompt.bands.dtype)
+
     def _remember(self, y: np.ndarray, start: int) -> None:
         self._hist_y.append(y)
         self._hist_start.append(start)
@@ -194,19 +243,21 @@ class EchoGate:
         prompt = self.prompt
         step = prompt.hop * self.DELAY_STEP_HOPS
         delays = np.arange(0, self._max_delay + 1, step)
-        starts = np.array(self._hist_start)
-        rows = self._rows(starts[:, None] - delays[None, :])  # (frames, delays)
-        if not np.any(rows >= 0):
+        points, lattice = self._history_rows(step, len(delays))  # rows[f, d] = points[lattice.at[f, d]]
+        if not np.any(points >= 0):
             return
-        self._update_bound(rows[:, ::2], np.array(self._hist_y), int(starts[-1]))
-        silence = len(prompt.coarse_log) - 1
-        lr = prompt.coarse_log[np.where(rows >= 0, rows, silence)]  # (f, d, 4)
+        at = lattice.at
         y = np.array(self._hist_y)  # (f, b)
+        self._update_bound(points, lattice, y, int(self._hist_start[-1]))
+        silence = len(prompt.coarse_log) - 1
+        point_log = np.take(prompt.coarse_log, np.where(points >= 0, points, silence), axis=0)  # (points, 4)
         ly = np.log(coarse_bands(y) + 1.0).astype(np.float64)
         ly_c = ly - ly.mean()
-        lr = lr.astype(np.float64) - float(lr.mean())  # one shift for all delays keeps the sums small
+        # one shift for all delays keeps the sums small; the mean is over (f, d, 4), as the sums below
+        point_log = point_log.astype(np.float64) - float(np.take(point_log, at, axis=0).mean())
+        lr = np.take(point_log, at, axis=0)  # (f, d, 4)
         n = lr.shape[0] * lr.shape[2]
-        lr_sum = lr.sum(axis=(0, 2))
+        lr_sum = np.take(_sum_bands(point_log), at).sum(axis=0)  # lr.sum(axis=(0, 2)), bit for bit
         # Pearson correlation per delay over (frames, bands), as sums: ly_c has zero mean, so the
         # prompt's own mean drops out of the numerator; a delay where the prompt is constant scores 0
         num = np.einsum("fb,fdb->d", ly_c, lr)
@@ -219,7 +270,8 @@ class EchoGate:
         if self.correlation < self.settings.lock_correlation:
             return
         self.delay = int(delays[best])
-        r = np.where((rows[:, best] >= 0)[:, None], prompt.bands[np.maximum(rows[:, best], 0)], 0.0)
+        rows = np.take(points, at[:, best])
+        r = np.where((rows >= 0)[:, None], prompt.bands[np.maximum(rows, 0)], 0.0)
         floor = 1e-3 * max(float(r.max()), 1.0)
         loud = r > np.percentile(r, 50, axis=0, keepdims=True)
         gains = _masked_percentile(y / np.maximum(r, 1e-6), loud & (r > floor), self.settings.gain_percentile)
@@ -227,32 +279,91 @@ class EchoGate:
                     else 10 ** (self.settings.prelock_gain_db / 10))
         self.gains = np.where(np.isfinite(gains), gains, fallback).astype(np.float32)
 
-    def _update_bound(self, rows: np.ndarray, y: np.ndarray, now: int) -> None:
+    def _history_rows(self, step: int, delays: int) -> tuple[np.ndarray, _Lattice]:
+        """Prompt rows of the history's frames at candidate delays ``k * step``, k < ``delays``, as
+        ``(points, lattice)``: frame f's row at delay k is ``points[lattice.at[f, k]]`` (-1 where nothing played).
+
+        Frames 20 ms apart and delays a whole fraction of that apart meet on a lattice of stream
+        samples (frame f at delay k is lattice point ``q * f - k``): about 300 points, each looked
+        up, gathered and compared once, for 6000 (frame, delay) pairs.
+        """
+        starts, n = self._hist_start, self._n
+        if n % step == 0 and delays >= n // step and all(b - a == n for a, b in zip(starts, starts[1:])):
+            q = n // step
+            lattice = starts[0] + step * np.arange(1 - delays, q * (len(starts) - 1) + 1)
+            return self._rows(lattice), _frame_lattice(len(starts), delays, q)
+        first = np.array(starts)
+        rows = self._rows(first[:, None] - step * np.arange(delays)[None, :])
+        return rows.ravel(), _Lattice.of(np.arange(rows.size).reshape(rows.shape))
+
+    def _update_bound(self, points: np.ndarray, lattice: _Lattice, y: np.ndarray, now: int) -> None:
         """Fold the history into ``bound``: per band, the largest over delays of the median line/prompt ratio.
 
         The line's energy is taken above its noise floor (a line carrying only hiss shows no echo; the
         judge takes the noise out on its own), over the frames where the prompt is within 20 dB of its
-        loudest in that band. ``rows``: (frames, delays) prompt rows (-1: nothing played at that
-        delay), ``y``: (frames, bands).
+        loudest in that band. The prompt's rows at every other candidate delay are
+        ``points[lattice.bound_at.T]`` (frames, delays), -1 where nothing played (see
+        ``_history_rows``); ``y``: (frames, bands).
+
+        Worked band-major, (bands, delays, frames), so that the sort runs along contiguous frames;
+        only bands that every delay has tested are sorted (one delay not tested yet leaves a band open).
         """
         assert self.prompt is not None
         s = self.settings
-        bands = self.prompt.bands
-        ref = bands[np.maximum(rows, 0)]  # (frames, delays, bands)
-        loud = (rows >= 0)[:, :, None] & (ref > 1e-2 * np.maximum(bands.max(axis=0), 1.0))
-        count = loud.sum(axis=0)  # (delays, bands)
-        above = np.maximum(y - (self._noise if self._noise is not None else 0.0), 0.0)
-        ratio = np.where(loud, above[:, None, :] / np.maximum(ref, 1e-6), np.inf)
-        ratio.sort(axis=0)  # the loud frames first, in order
-        median = np.take_along_axis(ratio, (np.maximum(count, 1) - 1)[None] // 2, axis=0)[0]
-        median = np.where(count >= s.bound_min_frames, median, np.inf)  # a delay not tested yet: no bound
-        fresh = np.maximum(median.max(axis=0), BOUND_FLOOR).astype(np.float32)
+        prompt = self.prompt
+        at = lattice.bound_at  # (delays, frames)
+        energy = np.take(prompt.bands_by_band, np.maximum(points, 0), axis=1)  # (bands, points)
+        loud = (points >= 0) & (energy > prompt.loud_floor[:, None])  # (bands, points)
+        # loud frames per (band, delay): whole numbers, exact in float32 whatever the order of the sum
+        count = (loud.astype(np.float32) @ lattice.bound_count).astype(np.intp)  # (bands, delays)
+        fresh = np.full(len(count), np.inf, dtype=np.float32)  # a delay not tested yet: no bound
+        tested = np.flatnonzero((count >= s.bound_min_frames).all(axis=1))
+        if len(tested):
+            above = np.maximum(y - (self._noise if self._noise is not None else 0.0), 0.0).T[tested]  # (tested, frames)
+            ref = np.take(np.maximum(energy[tested], 1e-6), at, axis=1)  # (tested, delays, frames)
+            ratio = np.full(ref.shape, np.inf, dtype=np.float32)
+            np.divide(above[:, None, :], ref, out=ratio, where=np.take(loud[tested], at, axis=1))
+            ratio.sort(axis=-1)  # the loud frames first, in order
+            median = np.take_along_axis(ratio, ((np.maximum(count[tested], 1) - 1) // 2)[..., None], axis=-1)[..., 0]
+            fresh[tested] = median.max(axis=1)
+        fresh = np.maximum(fresh, BOUND_FLOOR).astype(np.float32)
         if self.bound is None:
             self.bound = fresh
         else:
             rise = 10 ** (s.bound_rise_db_per_s * max(0, now - self._bound_at) / self.rate / 10)
             self.bound = np.minimum(self.bound * np.float32(rise), fresh)
         self._bound_at = now
+
+
+class _Lattice(NamedTuple):
+    """Where each (frame, delay) of the history finds its prompt row among the looked-up points."""
+
+    at: np.ndarray  # (frames, delays) point of each pair
+    bound_at: np.ndarray  # (delays / 2, frames): every other delay (the bound's), delay-major, contiguous
+    bound_count: np.ndarray  # (points, delays / 2) float32: how many frames meet at a point, per delay of the bound
+
+    @classmethod
+    def of(cls, at: np.ndarray) -> "_Lattice":
+        bound_at = np.ascontiguousarray(at[:, ::2].T)
+        count = np.zeros((int(at.max()) + 1, len(bound_at)), dtype=np.float32)
+        np.add.at(count, (bound_at, np.arange(len(bound_at))[:, None]), 1.0)
+        return cls(at, bound_at, count)
+
+
+@functools.lru_cache(maxsize=128)
+def _frame_lattice(frames: int, delays: int, q: int) -> _Lattice:
+    """Frames ``q`` delay steps apart: frame f at delay k is lattice point ``q * f - k``, counted from the
+    first (f = 0, k = delays - 1)."""
+    return _Lattice.of(q * np.arange(frames)[:, None] - np.arange(delays)[None, :] + (delays - 1))
+
+
+def _sum_bands(x: np.ndarray) -> np.ndarray:
+    """``x``'s last axis (a few bands) summed one by one, in order: so numpy's ``x.sum(axis=(0, 2))`` of
+    (frames, delays, bands) adds each (frame, delay)'s bands, then the frames in order (``lr_sum``)."""
+    total = x[..., 0]
+    for band in range(1, x.shape[-1]):
+        total = total + x[..., band]
+    return total
 
 
 def _masked_percentile(values: np.ndarray, mask: np.ndarray, q: float) -> np.ndarray:
