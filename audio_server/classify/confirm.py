@@ -69,7 +69,7 @@ class SpeechConfirmer:
         self.max_probability = 0.0
 
     def add_results(self, results: list[tuple[int, float]]) -> None:
-        """Classifier outputs of this stream, (window end sample, probability), in order."""
+        """Classifier outputs of this stream, (window end sample, probability), in order (ends rising)."""
         self._recent.extend(results)
 
     def open(self, onset_sample: int) -> None:
@@ -83,8 +83,10 @@ class SpeechConfirmer:
     def advance(self, frame_end: int) -> bool:
         """Count the windows that ended by ``frame_end``; the segment's verdict so far."""
         s = self._settings
-        for end, p in self._recent:
-            if self._counted_to < end <= frame_end:
+        for end, p in reversed(self._recent):  # newest first: the windows not counted yet are at the end
+            if end <= self._counted_to:
+                break
+            if end <= frame_end:
                 self._strong += p >= s.strong_probability
                 self._weak += p >= s.weak_probability
                 self.max_probability = max(self.max_probability, p)

@@ -210,8 +210,9 @@ class SileroStream:
         if rate not in (8000, MODEL_RATE):
             raise ValueError(f"speech confirmation handles 8000 or 16000 Hz streams, not {rate}")
         self._upsample = rate == 8000
-        self._buffer = np.zeros(0, dtype=np.float32)
-        self._context = np.zeros(CONTEXT, dtype=np.float32)
+        # [the next window's context | samples not yet in a window]: a window is a copy of one slice
+        self._buffer = np.zeros(CONTEXT + 2 * WINDOW, dtype=np.float32)
+        self._filled = CONTEXT  # the first window's context is silence
         self._last = np.float32(0.0)
         self._model_samples = 0  # model-rate samples taken in, for dating windows
         self._idle = reset_windows
@@ -224,15 +225,21 @@ class SileroStream:
 
     def push(self, samples: np.ndarray, wanted: bool) -> bool:
         """Add one frame; True when a window was queued (the batcher must run this stream)."""
-        x = samples.astype(np.float32) / 32768.0
-        if self._upsample and len(x):
+        size = len(samples) * (2 if self._upsample else 1)
+        if self._filled + size > len(self._buffer):
+            self._buffer = np.concatenate([self._buffer[:self._filled], np.zeros(size + WINDOW, dtype=np.float32)])
+        into = self._buffer[self._filled:self._filled + size]
+        if self._upsample and len(samples):
+            x = samples.astype(np.float32) / 32768.0
             between = (np.concatenate([[self._last], x[:-1]]) + x) / 2
             self._last = x[-1]
-            x = np.stack([between, x], axis=1).reshape(-1)
-        self._buffer = np.concatenate([self._buffer, x])
+            into[:] = np.stack([between, x], axis=1).reshape(-1)
+        else:
+            np.multiply(samples, np.float32(1 / 32768), out=into, dtype=np.float32)  # x / 32768, exactly
+        self._filled += size
         queued = False
-        while len(self._buffer) >= WINDOW:
-            window, self._buffer = self._buffer[:WINDOW], self._buffer[WINDOW:]
+        start = 0  # where the next window's context starts in the buffer
+        while self._filled - start >= CONTEXT + WINDOW:
             self._model_samples += WINDOW
             end = self._model_samples // 2 if self._upsample else self._model_samples
             if wanted:
@@ -240,11 +247,14 @@ class SileroStream:
                     self.h[:] = 0.0
                     self.c[:] = 0.0
                 self._idle = 0
-                self.pending.append((end, np.concatenate([self._context, window])))
+                self.pending.append((end, self._buffer[start:start + CONTEXT + WINDOW].copy()))
                 queued = True
             else:
                 self._idle += 1
-            self._context = window[-CONTEXT:]
+            start += WINDOW  # the window's last CONTEXT samples are the next one's context
+        if start:
+            self._filled -= start
+            self._buffer[:self._filled] = self._buffer[start:start + self._filled]
         return queued
 
 
@@ -271,9 +281,12 @@ class SileroBatcher:
         done = 0
         while self._queued:
             batch, self._queued = self._queued[:self._max_batch], self._queued[self._max_batch:]
-            windows = np.stack([s.pending[0][1] for s in batch])
-            h = np.stack([s.h for s in batch])[None]
-            c = np.stack([s.c for s in batch])[None]
+            if len(batch) == 1:  # one stream (a pipeline's own batcher): views, not stacked copies
+                windows, h, c = batch[0].pending[0][1][None], batch[0].h[None, None], batch[0].c[None, None]
+            else:
+                windows = np.stack([s.pending[0][1] for s in batch])
+                h = np.stack([s.h for s in batch])[None]
+                c = np.stack([s.c for s in batch])[None]
             probs, hn, cn = self._session.run(None, {"input": windows, "h": h, "c": c})  # type: ignore[attr-defined]
             self.calls += 1
             for i, stream in enumerate(batch):

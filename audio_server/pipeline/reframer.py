@@ -35,13 +35,17 @@ class Reframer:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Add one message's bytes; return every frame that is now complete."""
-        self._pending += data
-        whole = len(self._pending) // self._frame_bytes
-        if not whole:
-            return []
-        cut = whole * self._frame_bytes
-        block = np.frombuffer(bytes(self._pending[:cut]), dtype="<i2").astype(np.int16)
-        del self._pending[:cut]
+        if not self._pending and len(data) % self._frame_bytes == 0:  # whole frames (the usual message): no copy
+            whole = len(data) // self._frame_bytes
+            block = np.frombuffer(data, dtype="<i2").astype(np.int16)
+        else:
+            self._pending += data
+            whole = len(self._pending) // self._frame_bytes
+            if not whole:
+                return []
+            cut = whole * self._frame_bytes
+            block = np.frombuffer(bytes(self._pending[:cut]), dtype="<i2").astype(np.int16)
+            del self._pending[:cut]
         frames = []
         for i in range(whole):
             samples = block[i * self.frame_samples:(i + 1) * self.frame_samples]

@@ -74,8 +74,10 @@ class Segmenter:
         return step
 
     def _maybe_open(self, decision: FrameDecision) -> SegmenterStep:
+        if not decision.voiced:
+            return SegmenterStep()
         recent = list(self._history)[-self._window:]
-        if not decision.voiced or sum(d.voiced for d in recent) < self._need:
+        if sum(d.voiced for d in recent) < self._need:
             return SegmenterStep()
         history = list(self._history)
         first = self._onset_index(history)

@@ -32,7 +32,7 @@ from callbot.audio_server.pipeline.held import ConfirmedSegments
 from callbot.audio_server.pipeline.reframer import Reframer
 from callbot.audio_server.pipeline.segmenter import Segmenter, SegmenterStep
 from callbot.audio_server.pipeline.segments import FrameDecision, SegmentClosed, SegmentItem, SegmentOpened
-from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad
+from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad, level_dbfs
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
 from callbot.events import AudioEvent, Final, Partial
@@ -160,10 +160,11 @@ class StreamPipeline:
         """First half: reframe, echo gate and the cheap VAD gate; queue classifier windows."""
         for frame in self.reframer.feed(data):
             echo = self.echo.judge(frame.samples, frame.start) if self.echo is not None else NO_REFERENCE
-            gate = self.vad.decide(frame, echo.caller)
-            line = self.line_vad.decide(frame) if self.line_vad is not None else gate
+            level = level_dbfs(frame.samples)  # both gates judge the same frame: measured once
+            gate = self.vad.decide(frame, echo.caller, level)
+            line = self.line_vad.decide(frame, level=level) if self.line_vad is not None else gate
             if gate.voiced and not echo.caller:
-                gate = dataclasses.replace(gate, voiced=False)
+                gate = FrameDecision(frame=gate.frame, voiced=False, level_dbfs=gate.level_dbfs)
             self._since_voiced = 0 if gate.voiced else self._since_voiced + 1
             if self.classifier is not None and self.classifier.push(frame.samples, self._since_voiced < self._active_frames):
                 self.batcher.enqueue(self.classifier)  # type: ignore[union-attr]

@@ -35,7 +35,7 @@ def level_dbfs(samples: np.ndarray) -> float:
     """RMS level of int16 samples in dB relative to full scale (``SILENCE_DBFS`` for zeros)."""
     if not len(samples):
         return SILENCE_DBFS
-    power = float(np.mean(np.square(samples, dtype=np.float64)))
+    power = float(np.add.reduce(np.square(samples, dtype=np.float64))) / len(samples)  # np.mean's sum and division
     if power <= 0.0:
         return SILENCE_DBFS
     return max(SILENCE_DBFS, 10.0 * math.log10(power / 32768.0**2))
@@ -111,7 +111,7 @@ class WebRtcClassifier:
         self._rate = rate
 
     def __call__(self, samples: np.ndarray) -> bool:
-        return self._vad.is_speech(samples.astype("<i2").tobytes(), self._rate)
+        return self._vad.is_speech(samples.astype("<i2", copy=False).tobytes(), self._rate)
 
 
 def speech_classifier(rate: int, settings: VadSettings) -> SpeechClassifier:
@@ -141,12 +141,14 @@ class Vad:
         """The backend's own call on a frame, without the guards (the cascade's rescue asks it)."""
         return self._classify(amplified(frame.samples, self.gain_db))
 
-    def decide(self, frame: Frame, caller: bool = True) -> FrameDecision:
+    def decide(self, frame: Frame, caller: bool = True, level: float | None = None) -> FrameDecision:
         """The verdict on one frame; updates the noise floor, the modulation window and the normaliser.
 
-        ``caller``: False when the echo gate gave the frame to the robot (the normaliser skips it)."""
+        ``caller``: False when the echo gate gave the frame to the robot (the normaliser skips it).
+        ``level``: the frame's ``level_dbfs`` when the caller has it already (two gates on one frame)."""
         s = self._settings
-        level = level_dbfs(frame.samples)
+        if level is None:
+            level = level_dbfs(frame.samples)
         if self.normaliser is not None:
             self.gain_db = self.normaliser.update(level, caller)
         self._levels.append(level)
