@@ -140,7 +140,7 @@ class EchoGate:
         if not self.active(start):
             return NO_REFERENCE
         y = band_energies(samples[None, :], self.rate)[0]
-        energy = float(y.sum())
+        energy = float(np.add.reduce(y))  # y.sum() without its Python wrapper (so below)
         self._track_noise(y, energy)
         noise = self._noise if self._noise is not None else np.zeros_like(y)
         self._remember(y, start)
@@ -151,7 +151,7 @@ class EchoGate:
             gains = self.gains if self.bound is None else np.minimum(self.gains, self.bound)
             echo = gains * self._loudest_reference(start, self.delay - self._slack, self.delay + self._slack)
         left = np.maximum(0.0, y - self._margin * echo - 2.0 * noise)
-        ratio = float(left.sum() / max(energy, 1e-6))
+        ratio = float(np.add.reduce(left) / max(energy, 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
         return EchoVerdict(reference=True, caller=ratio >= self.settings.caller_ratio, caller_ratio=ratio,
                            delay_ms=delay_ms)
@@ -170,7 +170,7 @@ class EchoGate:
             return
         quieter = y < self._noise
         falls = self._noise + 0.3 * (y - self._noise)
-        if (float(y.sum()) if energy is None else energy) <= NOISE_FRAME * float(self._noise.sum()):
+        if (float(y.sum()) if energy is None else energy) <= NOISE_FRAME * float(np.add.reduce(self._noise)):
             self._noise = np.where(quieter, falls, self._noise * 1.023)
         else:
             self._noise = np.where(quieter, falls, self._noise)
@@ -317,15 +317,16 @@ class EchoGate:
         # loud frames per (band, delay): whole numbers, exact in float32 whatever the order of the sum
         count = (loud.astype(np.float32) @ lattice.bound_count).astype(np.intp)  # (bands, delays)
         fresh = np.full(len(count), np.inf, dtype=np.float32)  # a delay not tested yet: no bound
-        tested = np.flatnonzero((count >= s.bound_min_frames).all(axis=1))
+        tested = np.flatnonzero(count.min(axis=1) >= s.bound_min_frames)
         if len(tested):
             above = np.maximum(y - (self._noise if self._noise is not None else 0.0), 0.0).T[tested]  # (tested, frames)
             ref = np.take(np.maximum(energy[tested], 1e-6), at, axis=1)  # (tested, delays, frames)
             ratio = np.full(ref.shape, np.inf, dtype=np.float32)
             np.divide(above[:, None, :], ref, out=ratio, where=np.take(loud[tested], at, axis=1))
             ratio.sort(axis=-1)  # the loud frames first, in order
-            median = np.take_along_axis(ratio, ((np.maximum(count[tested], 1) - 1) // 2)[..., None], axis=-1)[..., 0]
-            fresh[tested] = median.max(axis=1)
+            middle = (np.maximum(count[tested], 1) - 1) // 2  # (tested, delays): the median's place in each row
+            rows = ratio.reshape(-1, ratio.shape[-1])
+            fresh[tested] = rows[np.arange(len(rows)), middle.ravel()].reshape(middle.shape).max(axis=1)
         fresh = np.maximum(fresh, BOUND_FLOOR).astype(np.float32)
         if self.bound is None:
             self.bound = fresh

@@ -244,8 +244,8 @@ class PlaybackTimeline:
 
     def in_order(self) -> bool:
         """Whether each span starts at or after the previous one's end (so no stream sample is in two)."""
-        return all(prev[2] is not None and int(span[0]) >= int(prev[2])  # type: ignore[arg-type]
-                   for prev, span in zip(self.spans, self.spans[1:]))
+        return len(self.spans) < 2 or all(prev[2] is not None and int(span[0]) >= int(prev[2])  # type: ignore[arg-type]
+                                          for prev, span in zip(self.spans, self.spans[1:]))
 
     def last_end(self) -> int | None:
         """Stream sample where the last span ended (None while playing, or when nothing ever played)."""
