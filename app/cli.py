@@ -53,6 +53,8 @@ def _register() -> None:
         main.add_command(command)
     from callbot.app.eval.cli import eval_command  # `callbot eval`: barge-in quality on labelled fixtures
     main.add_command(eval_command)
+    from callbot.app.simulate_cli import simulate_command  # `callbot campaign simulate`: robot/ never imports app/
+    main.commands["campaign"].add_command(simulate_command)
 
 
 _register()

@@ -1,11 +1,12 @@
-"""Replays only: simswitch's clock stands still while a party has work it has not done yet.
+"""In-process runs on simswitch's clock (a replay, a simulated campaign): the clock stands still while a party
+has work it has not done yet.
 
-In a replay at speed N every wall millisecond a party takes to react is N ms of call time, so
-a loaded machine would change what happens. Two holds keep a replay in call time:
+At speed N every wall millisecond a party takes to react is N ms of call time, so a loaded machine
+would change what happens. Two holds keep such a run in call time:
 
-- ``Pacer``: from the moment simswitch queues an ESL event until the robot's call has handled
-  everything it has (and sent its commands), as the decode hold does for speech recognition; the
-  robot's next deadline is a barrier the clock does not pass until the robot has acted on it.
+- ``Pacer``: from the moment simswitch queues an ESL event until the robot's calls have handled
+  everything they have (and sent their commands), as the decode hold does for speech recognition;
+  each call's next deadline is a barrier the clock does not pass until the call has acted on it.
 - ``MediaLockstep``: from each binary message simswitch sends to the audio server until the server
   has handled it, and from each text frame the server sends until simswitch has it, so a barge-in
   reaches the switch at the media tick after the audio that caused it, at any speed.
@@ -72,11 +73,70 @@ class _Hold:
 
 
 class Pacer(_Hold):
-    """The robot's call time in a replay (robot.shell.session.CallTime): simswitch's clock, held while
-    the robot is busy, stopped at the robot's next deadline until it has acted on it."""
+    """The calls' time on simswitch's clock (robot.shell.session.CallTime, one view per call): held while any
+    call is busy or an ESL event is on its way to one, stopped at each call's next deadline until it has acted.
+
+    A replay has one call; a simulated campaign has many. :meth:`call` gives each its own view: its ``busy``
+    counts for the hold (on while ANY call is busy), its ``deadline`` is a barrier of its own. simswitch's
+    ``on_event_queued`` hook is :meth:`event_queued`: an event queued for the robot holds the clock until a
+    call takes it (each ``busy(True)`` takes one); one that no call takes is let go by the watchdog.
+    """
 
     def __init__(self, clock: SimClock, max_hold_s: float = 0.05) -> None:
         super().__init__(clock, max_hold_s)
+        self._queued = 0  # events simswitch queued for the robot that no call has taken yet
+        self._busy: set[PacedCall] = set()
+
+    def call(self, busy: bool = False) -> "PacedCall":
+        """A new call's time. ``busy=True``: a call about to be placed, holding the clock from now until the
+        switch's first event for it (CHANNEL_CREATE, or the originate's BACKGROUND_JOB) has reached it, so the
+        originate reaches the switch at the instant it was decided (until then, going idle does not count)."""
+        view = PacedCall(self, fresh=busy)
+        if busy:
+            self._mark(view, True, took_event=False)
+        return view
+
+    def event_queued(self) -> None:
+        """simswitch's hook (its loop): an event is on its way to the robot."""
+        with self._lock:
+            self._queued += 1
+            self._apply(self._count())
+
+    @property
+    def calls_busy(self) -> int:
+        return len(self._busy)
+
+    def _mark(self, view: "PacedCall", busy: bool, took_event: bool = True) -> None:
+        with self._lock:
+            before = (self._queued, len(self._busy))
+            if busy:
+                self._busy.add(view)
+                if took_event:
+                    self._queued = max(0, self._queued - 1)
+            else:
+                self._busy.discard(view)
+            if (self._queued, len(self._busy)) != before:  # an idle call telling it again is no progress
+                self._apply(self._count())
+
+    def _count(self) -> int:
+        return self._queued + len(self._busy)
+
+    def _set(self, pending: int) -> None:
+        """The watchdog's and the exit's reset: nothing queued, no call busy."""
+        with self._lock:
+            if not pending:
+                self._queued = 0
+                self._busy.clear()
+            self._apply(pending)
+
+
+class PacedCall:
+    """One call's view of a :class:`Pacer` (a CallTime): the shared clock, its own busy flag and barrier."""
+
+    def __init__(self, pacer: Pacer, fresh: bool = False) -> None:
+        self.pacer = pacer
+        self.clock = pacer.clock
+        self._fresh = fresh  # placed, and no event from the switch yet: busy until one comes
 
     def now(self) -> float:
         return self.clock.now()
@@ -85,10 +145,17 @@ class Pacer(_Hold):
         return self.clock.wall_delay(call_t)
 
     def busy(self, busy: bool = True) -> None:
-        """From any thread: True when an event waits for the robot (simswitch's hook), False when it is idle."""
-        self._set(1 if busy else 0)
+        """From any thread: True when an event waits for the call, False when it has handled everything."""
+        if busy:
+            self._fresh = False
+        elif self._fresh:
+            return
+        self.pacer._mark(self, busy)
 
     def deadline(self, call_t: float | None) -> None:
+        """The call's next deadline, a barrier (None: it has none, or it has ended, which ends ``fresh`` too)."""
+        if call_t is None:
+            self._fresh = False
         self.clock.set_barrier(self, call_t)
 
 

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import json
 import sys
-import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
@@ -27,8 +26,7 @@ from callbot.robot.shell.one_call import run_one_call
 from callbot.robot.report import build_report
 from callbot.robot.scenario.loader import bundled_scenario, load_scenario
 from callbot.simswitch import SimSwitchThread
-from callbot.simswitch.clock import SimClock
-from callbot.app.pacing import MediaLockstep, Pacer
+from callbot.app.lockstep import IN_PROCESS, paced
 from callbot.resources import demo_calls_dir
 
 REPLAY_SWITCH_INTERVAL_S = 0.0005  # at speed N every wall ms is N ms of call time: switch threads often
@@ -93,10 +91,10 @@ def audio_server_thread(settings: Settings) -> Iterator[int]:
     server = AudioServer(settings)
     try:
         loop.run(server.start("127.0.0.1", 0))
-        _IN_PROCESS[server.port] = server
+        IN_PROCESS[server.port] = server
         yield server.port
     finally:
-        _IN_PROCESS.pop(server.port, None)
+        IN_PROCESS.pop(server.port, None)
         server.close()
         with contextlib.suppress(Exception):
             loop.run(server.wait_closed(), timeout=5)
@@ -128,8 +126,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
             audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
-        with audio_ctx as audio_port, Pacer(switch.clock) as pacer, MediaLockstep(switch.clock) as media, \
-                _decode_hold(audio_port, switch.clock), _lockstep(switch, audio_port, pacer, media):
+        with audio_ctx as audio_port, paced(switch, audio_port) as pacer:
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             robot = GeventThread("robot")
             robot.start()
@@ -137,7 +134,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
                 dest = f"fixture/{wav}" + (f"?{urlencode(dial_options)}" if dial_options else "")
                 record: CallRecord = robot.call(
                     run_one_call, run_settings, sc, dest, on_entry=on_entry, on_client=on_client,
-                    call_time=pacer, timeout=600)
+                    call_time=pacer.call(), timeout=600)
             finally:
                 robot.stop()
             report, truth = report_with_truth(switch, record, wav.name)
@@ -161,66 +158,6 @@ def report_with_truth(switch: SimSwitchThread, record: CallRecord, fixture: str,
     report = build_report(record, fixture=fixture, stream_start_s=truth["stream_start_s"] if truth else None,
                           truth_breaks=truth["breaks"] if truth else None)
     return report, truth
-
-
-@contextlib.contextmanager
-def _lockstep(switch: SimSwitchThread, audio_port: int, pacer: Pacer, media: MediaLockstep) -> Iterator[None]:
-    """Wire the replay's holds into simswitch (and the audio server, when it is in this process).
-
-    With the audio server in this process every party tells the clock when it is busy, so the
-    media ticks step the clock and held time is caught up afterwards (SimClock's lockstep):
-    the call keeps ``speed`` in effect however long a decode holds it. With the server elsewhere,
-    only the robot's events hold the clock."""
-    server = _IN_PROCESS.get(audio_port)
-    lockstep = server is not None
-    switch.call(_set_hooks, switch.switch, pacer.busy, media.work if lockstep else None, lockstep)
-    if server is not None:
-        server.on_media_work = media.work
-    try:
-        yield
-    finally:
-        if server is not None:
-            server.on_media_work = None
-        switch.call(_set_hooks, switch.switch, None, None, False)
-
-
-def _set_hooks(switch: Any, on_event: Callable[[], None] | None, on_media: Callable[[int], None] | None,
-               lockstep: bool) -> None:
-    """On the switch's loop: its hooks, and whether the media ticks step the clock."""
-    switch.on_event_queued, switch.on_media_work = on_event, on_media
-    switch.lockstep = switch.clock.catch_up = lockstep
-
-
-_IN_PROCESS: dict[int, AudioServer] = {}  # port -> an audio server of audio_server_thread, in this process
-
-
-@contextlib.contextmanager
-def _decode_hold(audio_port: int, clock: SimClock) -> Iterator[None]:
-    """While this replay runs, hold simswitch's clock whenever the in-process audio server is decoding:
-    a decode then takes no call time, so a replay at any speed makes the decisions a live call makes
-    (where speech recognition keeps up with real time). Nothing to do for a server in another process."""
-    server = _IN_PROCESS.get(audio_port)
-    engine = server.engine if server is not None else None
-    if engine is None:
-        yield
-        return
-    held = threading.Lock()
-    state = {"held": False}
-
-    def on_busy(busy: bool) -> None:
-        with held:
-            if busy and not state["held"]:
-                clock.hold()
-            elif not busy and state["held"]:
-                clock.release()
-            state["held"] = busy
-
-    engine.on_busy = on_busy
-    try:
-        yield
-    finally:
-        engine.on_busy = None
-        on_busy(False)
 
 
 def _closed_port() -> int:

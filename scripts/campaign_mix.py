@@ -1,6 +1,7 @@
 """A mixed campaign end to end against simswitch, checked against what the mix implies; prints one JSON document.
 
 Usage: python scripts/campaign_mix.py [--contacts 1000] [--speed 5] [--dir DIR] [--db URL] [--workers N]
+       python scripts/campaign_mix.py --simulate [--day] [--contacts 100] [--speed 60]
 
 Builds a contacts CSV and a simswitch ``--callees`` CSV from the bundled demo calls (and the answering
 machines of tests/fixtures/amd): people talking over the greeting, short replies, silent people, busy,
@@ -12,7 +13,12 @@ every DNC entry against the mix, and the switch's CDR against the campaign (DESI
 contact in two calls at once, none dialled more than max_attempts times, outside its window or while
 on DNC, every originate has its attempt with an outcome). Exit 0 when there is no violation.
 
-tests/test_campaign_e2e.py runs the same mix (its few dozen contacts) with these builders and checks.
+With ``--simulate`` the run is ``callbot campaign simulate`` instead: simswitch, the audio server and the runner
+in one process on one clock, in lockstep, so the decisions do not depend on ``--speed``; ``--day`` runs it from
+06:00Z until every contact is final (the Tokyo contacts in their afternoon, then New York's).
+
+tests/test_campaign_e2e.py runs the same mix (its few dozen contacts) with these builders and checks, and
+tests/test_campaign_simulate.py the simulated one at two speeds.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 AMD = REPO / "tests" / "fixtures" / "amd"
 START = "2024-06-03T14:00:00Z"  # Monday: 10:00 in New York, 23:00 in Tokyo
 NEXT_MORNING = "2024-06-04T00:00:00.000Z"  # 09:00 in Tokyo: when the night contacts are due
+DAY_START = "2024-06-03T06:00:00Z"  # --day: Monday 02:00 in New York (opens at 13:00Z), 15:00 in Tokyo
+DAY_WAIT_S = 86400  # --day: run until every contact is final
 WINDOWS = ["mon-fri 09:00-20:00", "sat 10:00-18:00"]
 MAX_ATTEMPTS = 2
 WAIT_S = 130  # campaign seconds a run waits for due retries (retry_after below is 60 s)
@@ -87,6 +95,13 @@ class Mix:
 
     def states(self) -> Counter:
         return Counter(k.state for k in self.kinds.values())
+
+
+def day_mix(mix: Mix) -> Mix:
+    """What ``mix`` implies from DAY_START to the end: the Tokyo contacts are in their window at the start (15:00
+    there), so they answer (short replies) and are done, like the New York ones later in the day."""
+    day = Kind("night", 0, "fixture/short_yes", ("completed",), "done")
+    return Mix({n: day if k.name == "night" else k for n, k in mix.kinds.items()})
 
 
 def build_mix(contacts: int = CI_CONTACTS) -> Mix:
@@ -338,25 +353,60 @@ def dry_run(contacts: int, speed: float, folder: Path, url: str | None = None,
                 proc.kill()
         for log in logs.values():
             log.close()
+    return {**checked(mix, cdr, env, url, run, ("nothing_due", NEXT_MORNING)),
+            "contacts": len(mix.kinds), "speed": speed, "wall_s": round(wall, 1), "call_time_s": round(wall * speed, 1),
+            "runner_cpu_s": round((cpu1.children_user - cpu0.children_user)
+                                  + (cpu1.children_system - cpu0.children_system), 1), "folder": str(folder)}
+
+
+def checked(mix: Mix, cdr: Path, env: dict[str, str], url: str, run: subprocess.CompletedProcess,
+            end: tuple[str, str | None]) -> dict[str, Any]:
+    """The run's figures and every violation of what ``mix`` implies; ``end``: the run's reason and next_due."""
     result = json.loads(run.stdout) if run.stdout.strip() else {"exit_code": run.returncode}
     seen = check_against_cdr(mix, cdr, env)
     status = cli_json(env, "campaign", "status", "mix")
     violations = [*seen.violations, *check_outcomes(mix, seen.attempts), *check_decisions(mix, seen.attempts),
                   *check_status(mix, status, seen.attempts)]
-    if run.returncode != 0 or result.get("reason") != "nothing_due" or result.get("next_due") != NEXT_MORNING:
+    if run.returncode != 0 or (result.get("reason"), result.get("next_due")) != end:
         violations.append(f"campaign run: exit {run.returncode}, {result}")
     return {
-        "contacts": len(mix.kinds), "speed": speed, "wall_s": round(wall, 1),
-        "call_time_s": round(wall * speed, 1), "runner_cpu_s": round((cpu1.children_user - cpu0.children_user)
-                                                                   + (cpu1.children_system - cpu0.children_system), 1),
         "originates": len(seen.cdr), "attempts": len(seen.attempts),
         "outcomes": dict(Counter(a["outcome"] for a in seen.attempts).most_common()),
         "amd": status["amd"], "contacts_by_state": status["contacts"], "dnc_entries": len(seen.dnc),
         "abandoned": status["abandoned"], "abandon_rate": status["abandon_rate"],
         "amd_verdict_lag_s": verdict_lag(url),
         "kinds": {k.name: n for k, n in Counter(mix.kinds.values()).items()},
-        "violations": violations, "folder": str(folder),
+        "violations": violations, "result": result,
     }
+
+
+def simulated_run(contacts: int, speed: float, folder: Path, url: str | None = None, *, day: bool = False,
+                  contacts_mix: Mix | None = None) -> dict[str, Any]:
+    """The same mix with ``callbot campaign simulate`` (simswitch, audio server and runner in one process, on one
+    clock in lockstep): from START until nothing is due within WAIT_S, or with ``day`` from DAY_START until every
+    contact is final. Returns the summary of :func:`dry_run`, the simulation's figures, and ``per_contact``
+    (each number's outcomes) and ``dnc`` for comparing runs."""
+    mix = contacts_mix or build_mix(contacts)
+    url = url or f"sqlite:///{folder / 'callbot.db'}"
+    callees = prepare(mix, url, folder)
+    cdr = folder / "cdr.jsonl"
+    env = {**os.environ, "CALLBOT_DB_URL": url}
+    start, wait_s, end = (DAY_START, DAY_WAIT_S, ("done", None)) if day else (START, WAIT_S, ("nothing_due",
+                                                                                              NEXT_MORNING))
+    started = time.monotonic()
+    with open(folder / "simulate.log", "w") as log:
+        run = subprocess.run([*CALLBOT, "campaign", "simulate", "mix", "--callees", str(callees), "--cdr", str(cdr),
+                              "--start", start, "--speed", f"{speed:g}", "--wait-s", str(wait_s), "--json"],
+                             env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+    wall = time.monotonic() - started
+    summary = checked(day_mix(mix) if day else mix, cdr, env, url, run, end)
+    report = cli_json(env, "campaign", "report", "mix")
+    per_contact: dict[str, list[str]] = defaultdict(list)
+    for a in sorted(report["attempts"], key=lambda a: (a["number"], a["attempt"])):
+        per_contact[a["number"]].append(a["outcome"])
+    return {"contacts": len(mix.kinds), "speed": speed, "start": start, "wall_s": round(wall, 1), **summary,
+            "simulation": summary["result"].get("simulation"), "per_contact": dict(per_contact),
+            "dnc": sorted(r["number"] for r in cli_json(env, "dnc", "list")), "folder": str(folder)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -366,10 +416,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, default=None, help="keep the files, logs and database here")
     parser.add_argument("--db", default=None, help="database URL (default: SQLite in --dir)")
     parser.add_argument("--workers", type=int, default=1, help="audio server worker processes (default 1)")
+    parser.add_argument("--simulate", action="store_true",
+                        help="one process on one clock: `callbot campaign simulate` (decisions do not depend on --speed)")
+    parser.add_argument("--day", action="store_true",
+                        help=f"with --simulate: from {DAY_START} until every contact is final (Tokyo, then New York)")
     args = parser.parse_args(argv)
+    if args.day and not args.simulate:
+        parser.error("--day needs --simulate")
     folder = args.dir or Path(tempfile.mkdtemp(prefix="campaign-mix-"))
     folder.mkdir(parents=True, exist_ok=True)
-    summary = dry_run(args.contacts, args.speed, folder, args.db, args.workers)
+    if args.simulate:
+        summary = simulated_run(args.contacts, args.speed, folder, args.db, day=args.day)
+        summary.pop("per_contact")
+        summary["dnc"] = len(summary["dnc"])
+    else:
+        summary = dry_run(args.contacts, args.speed, folder, args.db, args.workers)
     print(json.dumps(summary, indent=2))
     return 1 if summary["violations"] else 0
 

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 EXIT_DONE, EXIT_ERROR, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
 KILL_WAIT_S = 10.0  # wall seconds for calls to end after the grace period's uuid_kill
 ESL_LOST_LIMIT_S = 60.0  # wall seconds without a ready switch connection before giving up (no calls up)
+WAIT_POLL_S = 0.05  # a simulated campaign's wait looks at the (held, stopped) virtual clock at least this often (wall)
 
 
 @dataclass
@@ -79,6 +80,7 @@ class RunResult:
 class LiveCall:
     claim: claims.Claim
     started_wall: float
+    call_time: Any = None  # the call's CallTime in a simulated campaign (None: the wall's)
     seq: int = 0
     answered: bool = False
     opted_out: bool = False
@@ -86,17 +88,29 @@ class LiveCall:
 
 
 class CampaignRunner:
-    """Works one campaign until it is done, nothing is due within ``wait_s``, it is paused, or it is stopped."""
+    """Works one campaign until it is done, nothing is due within ``wait_s``, it is paused, or it is stopped.
+
+    A simulated campaign (app.simulate) runs it on simswitch's virtual clock, in lockstep with the calls:
+    ``time_source`` gives the campaign's clock (epoch seconds of that clock), ``call_time_for(call_uuid)``
+    each call's CallTime, and ``on_deadline(t)`` is told the next instant the runner acts at (a barrier the
+    clock does not pass: the runner's own decisions then take no campaign time; None when it stops). Without
+    them (``campaign run``), the wall clock times ``--speed``.
+    """
 
     def __init__(self, settings: Settings, engine: Engine, options: RunOptions, rules_for: Callable[[Campaign], CampaignSettings],
-                 progress: RunProgress, metrics: RunnerMetrics | None = None) -> None:
+                 progress: RunProgress, metrics: RunnerMetrics | None = None, *,
+                 time_source: Callable[[], float] | None = None,
+                 call_time_for: Callable[[str], Any] | None = None,
+                 on_deadline: Callable[[datetime | None], None] | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.options = options
         self.rules_for = rules_for
         self.progress = progress
         self.metrics = metrics
-        self.clock = CampaignClock(options.speed, options.start)
+        self.clock = CampaignClock(options.speed, options.start, time_source)
+        self.call_time_for = call_time_for
+        self.on_deadline = on_deadline
         self.esl_host = f"{settings.esl.host}:{settings.esl.port}"
         self.live: dict[str, LiveCall] = {}
         self.handled: set[str] = set()  # calls this process finished (their result may still be in the journal)
@@ -180,8 +194,11 @@ class CampaignRunner:
         self._registered = True
         self._connect_switch()
         claims.set_clock(self.engine, self.campaign.id, self.clock.as_json())
+        # with a CallTime per call, robot.speed only scales the originate's wall-clock safety net: at 1 it is never
+        # shorter than the ring in call time, however long the clock is held
+        call_speed = 1.0 if self.call_time_for is not None else self.options.speed
         self.call_settings = dataclasses.replace(  # the call reads this campaign's rules (opt_out_dtmf)
-            self.settings.replace(**{"robot.speed": self.options.speed, "robot.dial_timeout_s": self.rules.ring_timeout_s}),
+            self.settings.replace(**{"robot.speed": call_speed, "robot.dial_timeout_s": self.rules.ring_timeout_s}),
             campaign=self.rules)
         self._reconcile()  # before anything is dialled again
 
@@ -215,7 +232,7 @@ class CampaignRunner:
             self.client = self.robot.call(connect)
         except (StartupCheckError, EslError) as exc:
             raise _SwitchError(str(exc)) from None
-        if self.clock.virtual:
+        if self.clock.virtual and self.clock.source is None:
             self._align_clock()
 
     def _align_clock(self) -> None:
@@ -347,7 +364,8 @@ class CampaignRunner:
         """The attempt row is committed (claim_one); now the originate may go out."""
         CallSession = call_session_class()
 
-        live = LiveCall(claim, time.monotonic())
+        call_time = self.call_time_for(claim.call_uuid) if self.call_time_for is not None else None
+        live = LiveCall(claim, time.monotonic(), call_time)
         self.live[claim.call_uuid] = live
         self.attempts += 1
         if self.metrics is not None:
@@ -355,14 +373,20 @@ class CampaignRunner:
             self.metrics.in_progress.set(len(self.live))
         on_entry = self._entry_writer(live)
 
+        paced = {"call_time": call_time} if call_time is not None else {}
+
         def place() -> Any:
             session = CallSession(self.client, self.scenario, self.call_settings, claim.dial_string,
-                                  audio_url=self.audio_url, call_uuid=claim.call_uuid, on_entry=on_entry)
+                                  audio_url=self.audio_url, call_uuid=claim.call_uuid, on_entry=on_entry, **paced)
             return session.run()
 
+        def ended(f: Any, u: str = claim.call_uuid) -> None:
+            if self.on_deadline is not None:  # the runner acts on it now: the clock waits for it
+                self.on_deadline(self.clock.now())
+            self._ended.put((u, None if f.exception() else f.result(), f.exception()))
+
         future = self.robot.submit(place)
-        future.add_done_callback(lambda f, u=claim.call_uuid: self._ended.put(
-            (u, None if f.exception() else f.result(), f.exception())))
+        future.add_done_callback(ended)
 
     def _entry_writer(self, live: LiveCall) -> Callable[[dict[str, Any]], None]:
         """The call's ``on_entry``: each timeline row goes to the recorder as it happens (in the call's greenlet)."""
@@ -398,6 +422,9 @@ class CampaignRunner:
         self.handled.add(uuid)
         if self.metrics is not None:
             self.metrics.in_progress.set(len(self.live))
+        if live.call_time is not None:  # the call is over: it holds its clock no more
+            live.call_time.deadline(None)
+            live.call_time.busy(False)
         if error is not None:
             log.error("call runner failed; reconciling the call with the switch",
                       extra={"call_uuid": uuid, "error": f"{type(error).__name__}: {error}"})
@@ -527,6 +554,9 @@ class CampaignRunner:
 
     def _wait_wall(self, seconds: float) -> None:
         """Sleep, but wake as soon as a call ends."""
+        if self.on_deadline is not None:
+            self._wait_until(self.clock.now() + timedelta(seconds=seconds * self.options.speed))
+            return
         try:
             item = self._ended.get(timeout=max(0.001, seconds))
         except queue.Empty:
@@ -534,9 +564,34 @@ class CampaignRunner:
         self._finish(*item)
 
     def _wait_campaign(self, seconds: float) -> None:
+        if self.on_deadline is not None:
+            self._wait_until(self.clock.now() + timedelta(seconds=seconds))
+            return
         self._wait_wall(min(self.clock.wall_s(seconds), 0.5))
 
+    def _wait_until(self, until: datetime) -> None:
+        """A simulated campaign's wait: ``until`` is a barrier, so the clock stops there and the runner acts at that
+        instant exactly, however late its thread wakes; a call that ends first wakes it, and the clock waits at
+        that instant (``ended`` moved the barrier) while the runner records the call and decides what is next."""
+        assert self.on_deadline is not None
+        if self._ended.empty():
+            self.on_deadline(until)
+        while True:
+            left = (until - self.clock.now()).total_seconds()
+            if left <= 0:
+                break
+            try:
+                item = self._ended.get(timeout=min(WAIT_POLL_S, max(0.001, self.clock.wall_s(left))))
+            except queue.Empty:
+                continue
+            self.on_deadline(self.clock.now())
+            self._finish(*item)
+            return
+        self.on_deadline(self.clock.now())
+
     def _shutdown(self) -> None:
+        if self.on_deadline is not None:
+            self.on_deadline(None)
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None

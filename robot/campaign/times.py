@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 UTC = timezone.utc
 
@@ -34,10 +34,14 @@ def parse_iso(text: str) -> datetime:
 
 @dataclass
 class CampaignClock:
-    """``now()`` = ``start`` + wall time elapsed × ``speed``; real UTC when ``start`` is None and speed is 1."""
+    """``now()`` = ``start`` + wall time elapsed × ``speed``; real UTC when ``start`` is None and speed is 1.
+
+    ``source``: a callable returning the epoch seconds of another clock (a simulated campaign passes
+    simswitch's virtual clock, which stands still while it is held), read by ``now()`` instead."""
 
     speed: float = 1.0
     start: datetime | None = None
+    source: Callable[[], float] | None = None
     _wall0: float = 0.0
     _mono0: float = 0.0
     _virtual: bool = False
@@ -47,22 +51,29 @@ class CampaignClock:
             raise ValueError(f"speed must be > 0, got {self.speed}")
         self._mono0 = time.monotonic()
         self._wall0 = time.time()
-        self._virtual = self.start is not None or self.speed != 1.0
-        if self.start is None:
+        self._virtual = self.start is not None or self.speed != 1.0 or self.source is not None
+        if self.source is not None:
+            self.start = datetime.fromtimestamp(self.source(), UTC)
+        elif self.start is None:
             self.start = datetime.fromtimestamp(self._wall0, UTC)
 
     def now(self) -> datetime:
+        if self.source is not None:
+            return datetime.fromtimestamp(self.source(), UTC)
         assert self.start is not None
         return self.start + timedelta(seconds=(time.monotonic() - self._mono0) * self.speed)
 
     def align(self, virtual_now: datetime) -> None:
-        """Make ``now()`` equal ``virtual_now`` at this moment (synchronised to simswitch's clock)."""
+        """Make ``now()`` equal ``virtual_now`` at this moment (synchronised to simswitch's clock; with a
+        ``source``, that clock is read directly and this changes nothing)."""
+        if self.source is not None:
+            return
         self.start = virtual_now
         self._mono0 = time.monotonic()
         self._wall0 = time.time()
 
     def wall_s(self, campaign_s: float) -> float:
-        """Wall seconds for a span of campaign seconds."""
+        """Wall seconds for a span of campaign seconds (at least: a held ``source`` clock takes longer)."""
         return campaign_s / self.speed
 
     @property
