@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from callbot.audio_format import DEFAULT_RATE, FRAME_MS, RATES
+from callbot.windows import WindowError, parse_windows
 
 MAX_SEGMENT_S = 28.0  # the longest speech piece one decode takes: Whisper's 30 s window, less a margin
 
@@ -421,8 +422,6 @@ def _iana_zone(value: str) -> str | None:
 
 
 def _calling_windows(value: tuple[str, ...]) -> str | None:
-    from callbot.robot.campaign.windows import WindowError, parse_windows
-
     try:
         parse_windows(value)
     except WindowError as exc:

@@ -191,7 +191,7 @@ class Seen:
 def check_against_cdr(mix: Mix, cdr_path: Path, env: dict[str, str], name: str = "mix") -> Seen:
     """The switch's CDR against the campaign's report and DNC: the guarantees of DESIGN section 8."""
     from callbot.robot.campaign.numbers import number_zones
-    from callbot.robot.campaign.windows import is_open, parse_windows
+    from callbot.windows import is_open, parse_windows
 
     cdr = [json.loads(line) for line in cdr_path.read_text().splitlines() if line.strip()]
     seen = Seen(cdr, cli_json(env, "campaign", "report", name), {r["number"] for r in cli_json(env, "dnc", "list")})

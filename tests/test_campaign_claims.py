@@ -15,7 +15,7 @@ from callbot.robot.campaign import claims
 from callbot.robot.campaign.contacts import create_campaign, import_contacts
 from callbot.robot.campaign.dnc import add_numbers
 from callbot.robot.campaign.importer import read_contacts
-from callbot.robot.campaign.windows import parse_windows
+from callbot.windows import parse_windows
 from callbot.robot.store import CallAttempt, Campaign, Contact, ensure_schema, make_engine
 from test_store_kit import db_url, pg_url, sqlite_url  # noqa: F401 (fixtures)
 

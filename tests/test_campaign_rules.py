@@ -12,7 +12,7 @@ from callbot.robot.campaign.numbers import number_zones, resolve_zones, to_e164
 from callbot.robot.campaign.rules import (
     CallSummary, Dial, Final, Later, after_attempt, capacity, is_abandoned, outcome_of, pace, summarize, triage,
 )
-from callbot.robot.campaign.windows import WindowError, is_open, next_open, parse_windows
+from callbot.windows import WindowError, is_open, next_open, parse_windows
 
 UTC = timezone.utc
 NY, LA, PARIS = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles"), ZoneInfo("Europe/Paris")

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from callbot.config import CampaignSettings
 from callbot.robot.campaign.numbers import resolve_zones
 from callbot.robot.campaign.rules import Dial, Final, Later, after_attempt, capacity, pace, triage
-from callbot.robot.campaign.windows import Window
+from callbot.windows import Window
 from callbot.robot.store.engine import immediate
 from callbot.robot.store.models import CallAttempt, Campaign, Contact, Dnc, Runner
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
 from callbot.config import RETRY_OUTCOMES
-from callbot.robot.campaign.windows import Window, is_open, next_open
+from callbot.windows import Window, is_open, next_open
 from callbot.robot.scenario.intents import OPT_OUT_INTENT
 
 OUTCOMES = ("completed", "opted_out", "machine", "busy", "no_answer", "unallocated", "failed", "interrupted")

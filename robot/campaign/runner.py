@@ -34,7 +34,7 @@ from callbot.robot.campaign.rules import (
 from callbot.robot.campaign.settings import effective
 from callbot.robot.campaign.status import next_due
 from callbot.robot.campaign.times import CampaignClock, iso
-from callbot.robot.campaign.windows import parse_windows
+from callbot.windows import parse_windows
 from callbot.robot.store import records
 from callbot.robot.store.engine import explain, is_unavailable
 from callbot.robot.store.journal import Journal, JournalError

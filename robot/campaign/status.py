@@ -20,7 +20,7 @@ from callbot.robot.campaign.contacts import get_campaign
 from callbot.robot.campaign.numbers import resolve_zones
 from callbot.robot.campaign.rules import OUTCOMES, Dial, Final, Later, triage
 from callbot.robot.campaign.times import campaign_now, iso
-from callbot.robot.campaign.windows import parse_windows
+from callbot.windows import parse_windows
 from callbot.robot.store.models import CallAttempt, Campaign, Contact, Dnc, Runner, Transcript
 
 AMD_RESULTS = ("human", "machine", "notsure")
