@@ -21,20 +21,23 @@ IN_PROCESS: dict[int, AudioServer] = {}  # port -> an audio server of app.replay
 
 
 @contextlib.contextmanager
-def paced(switch: SimSwitchThread, audio_port: int, max_hold_s: float = 0.05) -> Iterator[Pacer]:
+def paced(switch: SimSwitchThread, audio_port: int, max_hold_s: float = 0.05, *,
+          free_run: bool = False) -> Iterator[Pacer]:
     """The holds and hooks of a run on ``switch``'s clock; yields the :class:`Pacer` whose ``call()`` views are
-    the calls' CallTime (``max_hold_s``: wall seconds before a robot hold nobody lets go is dropped)."""
+    the calls' CallTime (``max_hold_s``: wall seconds before a robot hold nobody lets go is dropped;
+    ``free_run``: no speed limit, see SimClock)."""
     with Pacer(switch.clock, max_hold_s) as pacer, MediaLockstep(switch.clock) as media, \
-            decode_hold(audio_port, switch.clock), lockstep(switch, audio_port, pacer, media):
+            decode_hold(audio_port, switch.clock), lockstep(switch, audio_port, pacer, media, free_run):
         yield pacer
 
 
 @contextlib.contextmanager
-def lockstep(switch: SimSwitchThread, audio_port: int, pacer: Pacer, media: MediaLockstep) -> Iterator[None]:
+def lockstep(switch: SimSwitchThread, audio_port: int, pacer: Pacer, media: MediaLockstep,
+             free_run: bool = False) -> Iterator[None]:
     """Wire the holds into simswitch (and the audio server on ``audio_port``, when it is in this process)."""
     server = IN_PROCESS.get(audio_port)
     on = server is not None
-    switch.call(_set_hooks, switch.switch, pacer.event_queued, media.work if on else None, on)
+    switch.call(_set_hooks, switch.switch, pacer.event_queued, media.work if on else None, on, free_run)
     if server is not None:
         server.on_media_work = media.work
     try:
@@ -42,14 +45,15 @@ def lockstep(switch: SimSwitchThread, audio_port: int, pacer: Pacer, media: Medi
     finally:
         if server is not None:
             server.on_media_work = None
-        switch.call(_set_hooks, switch.switch, None, None, False)
+        switch.call(_set_hooks, switch.switch, None, None, False, False)
 
 
 def _set_hooks(switch: Any, on_event: Callable[[], None] | None, on_media: Callable[[int], None] | None,
-               on: bool) -> None:
-    """On the switch's loop: its hooks, and whether the media ticks step the clock."""
+               on: bool, free_run: bool) -> None:
+    """On the switch's loop: its hooks, and whether the media ticks step the clock (and how fast it may run)."""
     switch.on_event_queued, switch.on_media_work = on_event, on_media
     switch.lockstep = switch.clock.catch_up = on
+    switch.clock.free_run = on and free_run
 
 
 @contextlib.contextmanager

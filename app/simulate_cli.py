@@ -26,10 +26,14 @@ from callbot.cli_context import CliContext
 @click.option("--cps", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Originates per second (default: the campaign's calls_per_second).")
 @click.option("--stt", is_flag=True, help="Run speech recognition in the audio server (default: off, as a dry run).")
+@click.option("--free-run", is_flag=True,
+              help="No speed limit (--speed is ignored): the clock goes at once to the next instant anyone waits for "
+                   "(a media tick, a call's deadline, the next dial), so idle hours take no wall time.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document on stdout at the end.")
 @click.pass_obj
 def simulate_command(obj: CliContext, name: str, callees: str, cdr: str | None, start: str, speed: float,
-                     wait_s: float, max_concurrent: int | None, cps: float | None, stt: bool, as_json: bool) -> None:
+                     wait_s: float, max_concurrent: int | None, cps: float | None, stt: bool, free_run: bool,
+                     as_json: bool) -> None:
     """Dry-run campaign NAME against a simulated switch in this process, on its virtual clock from --start.
 
     Like `campaign run --speed` against `callbot simswitch` and an audio server, but the three share one
@@ -58,7 +62,7 @@ def simulate_command(obj: CliContext, name: str, callees: str, cdr: str | None, 
         result, figures = simulate(
             settings, open_engine(obj, check_schema=False), options,
             lambda campaign: effective(settings, campaign.settings, f"campaign {campaign.name} settings"),
-            for_stderr(), callees=callees, cdr=cdr, start=start, stt=stt)
+            for_stderr(), callees=callees, cdr=cdr, start=start, stt=stt, free_run=free_run)
         if as_json:
             click.echo(json.dumps({**result.as_json(name, runner), "simulation": figures}))
         if result.exit_code:

@@ -381,7 +381,7 @@ def checked(mix: Mix, cdr: Path, env: dict[str, str], url: str, run: subprocess.
 
 
 def simulated_run(contacts: int, speed: float, folder: Path, url: str | None = None, *, day: bool = False,
-                  contacts_mix: Mix | None = None) -> dict[str, Any]:
+                  contacts_mix: Mix | None = None, free_run: bool = False) -> dict[str, Any]:
     """The same mix with ``callbot campaign simulate`` (simswitch, audio server and runner in one process, on one
     clock in lockstep): from START until nothing is due within WAIT_S, or with ``day`` from DAY_START until every
     contact is final. Returns the summary of :func:`dry_run`, the simulation's figures, and ``per_contact``
@@ -396,7 +396,8 @@ def simulated_run(contacts: int, speed: float, folder: Path, url: str | None = N
     started = time.monotonic()
     with open(folder / "simulate.log", "w") as log:
         run = subprocess.run([*CALLBOT, "campaign", "simulate", "mix", "--callees", str(callees), "--cdr", str(cdr),
-                              "--start", start, "--speed", f"{speed:g}", "--wait-s", str(wait_s), "--json"],
+                              "--start", start, "--speed", f"{speed:g}", "--wait-s", str(wait_s), "--json",
+                              *(["--free-run"] if free_run else [])],
                              env=env, stdout=subprocess.PIPE, stderr=log, text=True)
     wall = time.monotonic() - started
     summary = checked(day_mix(mix) if day else mix, cdr, env, url, run, end)
@@ -404,7 +405,8 @@ def simulated_run(contacts: int, speed: float, folder: Path, url: str | None = N
     per_contact: dict[str, list[str]] = defaultdict(list)
     for a in sorted(report["attempts"], key=lambda a: (a["number"], a["attempt"])):
         per_contact[a["number"]].append(a["outcome"])
-    return {"contacts": len(mix.kinds), "speed": speed, "start": start, "wall_s": round(wall, 1), **summary,
+    return {"contacts": len(mix.kinds), "speed": "free run" if free_run else speed, "start": start,
+            "wall_s": round(wall, 1), **summary,
             "simulation": summary["result"].get("simulation"), "per_contact": dict(per_contact),
             "dnc": sorted(r["number"] for r in cli_json(env, "dnc", "list")), "folder": str(folder)}
 
@@ -420,13 +422,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="one process on one clock: `callbot campaign simulate` (decisions do not depend on --speed)")
     parser.add_argument("--day", action="store_true",
                         help=f"with --simulate: from {DAY_START} until every contact is final (Tokyo, then New York)")
+    parser.add_argument("--free-run", action="store_true",
+                        help="with --simulate: no speed limit (the clock goes at once to the next instant anyone waits for)")
     args = parser.parse_args(argv)
-    if args.day and not args.simulate:
-        parser.error("--day needs --simulate")
+    if (args.day or args.free_run) and not args.simulate:
+        parser.error("--day and --free-run need --simulate")
     folder = args.dir or Path(tempfile.mkdtemp(prefix="campaign-mix-"))
     folder.mkdir(parents=True, exist_ok=True)
     if args.simulate:
-        summary = simulated_run(args.contacts, args.speed, folder, args.db, day=args.day)
+        summary = simulated_run(args.contacts, args.speed, folder, args.db, day=args.day, free_run=args.free_run)
         summary.pop("per_contact")
         summary["dnc"] = len(summary["dnc"])
     else:

@@ -42,7 +42,9 @@ class SimClock:
     moves them on (the next media tick, the robot's next deadline), so every party acts at the exact
     call time it asked for, however late its thread wakes. And catch-up (``catch_up=True``): time
     spent held is made up afterwards, as fast as the barriers let the parties go, so that the run
-    as a whole keeps ``speed`` in effect and the holds cost no wall time in the end.
+    as a whole keeps ``speed`` in effect and the holds cost no wall time in the end. ``free_run`` drops
+    the speed limit: whenever nothing holds the clock it stands at the earliest barrier, so time that
+    nobody waits through (the idle hours of a simulated campaign) takes no wall time at all.
     """
 
     def __init__(self, speed: float = 1.0, start_epoch_s: float | None = None) -> None:
@@ -50,6 +52,7 @@ class SimClock:
             raise ValueError(f"clock speed must be > 0, got {speed!r}")
         self.speed = float(speed)
         self.catch_up = False
+        self.free_run = False  # lockstep without a speed limit: at once to the earliest barrier when nothing holds
         self._t0 = time.monotonic()
         self._epoch0_us = int(round((time.time() if start_epoch_s is None else start_epoch_s) * 1_000_000))
         self._lock = threading.Lock()
@@ -73,7 +76,10 @@ class SimClock:
         if self.catch_up:
             v = max(v, (wall - self._t0) * self.speed)
         if self._barriers:
-            v = min(v, max(self._v, min(self._barriers.values())))
+            earliest = min(self._barriers.values())
+            if self.free_run:
+                v = max(v, earliest)
+            v = min(v, max(self._v, earliest))
         return v
 
     @property
