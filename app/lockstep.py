@@ -12,7 +12,7 @@ import contextlib
 import threading
 from typing import Any, Callable, Iterator
 
-from callbot.app.pacing import MediaLockstep, Pacer
+from callbot.app.pacing import ROBOT_MAX_HOLD_S, MediaLockstep, Pacer
 from callbot.audio_server.server import AudioServer
 from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
@@ -21,7 +21,7 @@ IN_PROCESS: dict[int, AudioServer] = {}  # port -> an audio server of app.replay
 
 
 @contextlib.contextmanager
-def paced(switch: SimSwitchThread, audio_port: int, max_hold_s: float = 0.05, *,
+def paced(switch: SimSwitchThread, audio_port: int, max_hold_s: float = ROBOT_MAX_HOLD_S, *,
           free_run: bool = False) -> Iterator[Pacer]:
     """The holds and hooks of a run on ``switch``'s clock; yields the :class:`Pacer` whose ``call()`` views are
     the calls' CallTime (``max_hold_s``: wall seconds before a robot hold nobody lets go is dropped;

@@ -23,6 +23,12 @@ import time
 from callbot.simswitch.clock import SimClock
 
 
+# Wall seconds before a robot hold nobody lets go (an event no call takes) is dropped. Long enough that a
+# loaded machine's slow reaction is still waited for (a dropped hold lets call time pass), short enough
+# that an event nobody takes costs little: in a replay none goes untaken.
+ROBOT_MAX_HOLD_S = 0.2
+
+
 class _Hold:
     """One hold on ``clock`` while ``pending`` is not zero, let go by a watchdog after ``max_hold_s`` idle."""
 
@@ -82,7 +88,7 @@ class Pacer(_Hold):
     call takes it (each ``busy(True)`` takes one); one that no call takes is let go by the watchdog.
     """
 
-    def __init__(self, clock: SimClock, max_hold_s: float = 0.05) -> None:
+    def __init__(self, clock: SimClock, max_hold_s: float = ROBOT_MAX_HOLD_S) -> None:
         super().__init__(clock, max_hold_s)
         self._queued = 0  # events simswitch queued for the robot that no call has taken yet
         self._busy: set[PacedCall] = set()

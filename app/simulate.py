@@ -24,7 +24,6 @@ from callbot.robot.campaign.times import iso
 from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
 
-CALL_MAX_HOLD_S = 0.2  # wall seconds before a call's hold that nobody lets go is dropped (many calls share a core)
 
 
 class RunnerBarrier:
@@ -67,7 +66,7 @@ def simulate(settings: Settings, engine: Any, options: RunOptions, rules_for: An
         barrier.freeze()
         begin = switch.clock.epoch_us()
         with audio_server_thread(audio_settings(settings, stt)) as audio_port, \
-                paced(switch, audio_port, CALL_MAX_HOLD_S, free_run=free_run) as pacer:
+                paced(switch, audio_port, free_run=free_run) as pacer:
             runner = CampaignRunner(wired_settings(settings, switch.esl_port, audio_port, options.speed), engine,
                                     options, rules_for, progress, time_source=barrier.epoch_s,
                                     call_time_for=lambda _uuid: pacer.call(busy=True), on_deadline=barrier)
