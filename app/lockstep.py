@@ -9,10 +9,9 @@ robot's events hold the clock.
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Any, Callable, Iterator
 
-from callbot.app.pacing import ROBOT_MAX_HOLD_S, MediaLockstep, Pacer
+from callbot.app.pacing import ROBOT_MAX_HOLD_S, DecodeHold, MediaLockstep, Pacer
 from callbot.audio_server.server import AudioServer
 from callbot.simswitch import SimSwitchThread
 from callbot.simswitch.clock import SimClock
@@ -66,20 +65,9 @@ def decode_hold(audio_port: int, clock: SimClock) -> Iterator[None]:
     if engine is None:
         yield
         return
-    held = threading.Lock()
-    state = {"held": False}
-
-    def on_busy(busy: bool) -> None:
-        with held:
-            if busy and not state["held"]:
-                clock.hold()
-            elif not busy and state["held"]:
-                clock.release()
-            state["held"] = busy
-
-    engine.on_busy = on_busy
-    try:
-        yield
-    finally:
-        engine.on_busy = None
-        on_busy(False)
+    with DecodeHold(clock) as hold:
+        engine.on_busy = hold.busy
+        try:
+            yield
+        finally:
+            engine.on_busy = None

@@ -174,3 +174,13 @@ class MediaLockstep(_Hold):
     def work(self, delta: int) -> None:
         """+n: n messages on their way; -1: one handled (simswitch's and the audio server's hooks)."""
         self._add(delta)
+
+
+class DecodeHold(_Hold):
+    """Held while the in-process speech engine decodes (its ``on_busy``); a decode that never ends is let go."""
+
+    def __init__(self, clock: SimClock, max_hold_s: float = 30.0) -> None:
+        super().__init__(clock, max_hold_s)
+
+    def busy(self, busy: bool) -> None:
+        self._set(1 if busy else 0)
