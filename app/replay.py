@@ -85,10 +85,16 @@ def _latency_mode() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def audio_server_thread(settings: Settings) -> Iterator[int]:
-    """The audio server on a free port in its own loop thread; yields the port (replays on it find it by port)."""
-    loop = LoopThread("audio-server").start()
-    server = AudioServer(settings)
+def audio_server_thread(settings: Settings, loop: LoopThread | None = None) -> Iterator[int]:
+    """The audio server on a free port in its own loop thread; yields the port (replays on it find it by port).
+
+    ``loop``: on that running loop thread instead (simswitch's, in a lockstep run: each media frame then goes
+    to the server and back without waking another thread). Its decodes are not niced (``stt.decode_nice`` 0):
+    in a lockstep run the clock waits for each one, so nothing of the run goes ahead of it, and a nice
+    decode only loses the CPU to other processes."""
+    own = loop is None
+    loop = LoopThread("audio-server").start() if loop is None else loop
+    server = AudioServer(settings.replace(**{"stt.decode_nice": 0}))
     try:
         loop.run(server.start("127.0.0.1", 0))
         IN_PROCESS[server.port] = server
@@ -98,7 +104,8 @@ def audio_server_thread(settings: Settings) -> Iterator[int]:
         server.close()
         with contextlib.suppress(Exception):
             loop.run(server.wait_closed(), timeout=5)
-        loop.stop()
+        if own:
+            loop.stop()
 
 
 def replay(fixture: str, settings: Settings, *, scenario: str | None = None, speed: float = 10.0,
@@ -125,7 +132,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
         if audio_port is not None:
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
-            audio_ctx = audio_server_thread(settings) if audio else contextlib.nullcontext(_closed_port())
+            audio_ctx = audio_server_thread(settings, switch.thread) if audio else contextlib.nullcontext(_closed_port())
         with audio_ctx as audio_port, paced(switch, audio_port) as pacer:
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             robot = GeventThread("robot")

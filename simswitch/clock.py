@@ -139,7 +139,14 @@ class SimClock:
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
         for loop, future in waiters:
+            if loop is here:  # a party on the waiter's own loop let go (an in-process audio server): no self-pipe
+                loop.call_soon(_resolve, future)
+                continue
             with contextlib.suppress(RuntimeError):  # its loop has closed
                 loop.call_soon_threadsafe(_resolve, future)
 
@@ -184,8 +191,11 @@ class SimClock:
                 await asyncio.sleep(delay)
             else:
                 assert future is not None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(future, HELD_POLL_S * 10)
+                timer = loop.call_later(HELD_POLL_S * 10, _resolve, future)
+                try:
+                    await future
+                finally:
+                    timer.cancel()
 
     async def sleep(self, virtual_s: float) -> None:
         """Sleep for a virtual duration."""
