@@ -149,6 +149,15 @@ def test_outcomes_from_hangup_causes_and_dispositions(report, outcome):
     assert outcome_of(summarize(report)) == outcome
 
 
+def test_a_machine_hung_up_on_is_a_machine_to_retry_even_with_the_voicemail_disposition():
+    # on_machine = "hangup" ends the call with the [voicemail] disposition, but no message was left
+    report = _report(True, cause="NORMAL_CLEARING", disposition="machine", amd="machine")
+    assert outcome_of(summarize(report), "machine") == "completed"  # a scenario that leaves messages
+    assert outcome_of(summarize(report), None) == "machine"  # one that hangs up
+    human = _report(True, cause="NORMAL_CLEARING", disposition="confirmed", amd="human")
+    assert outcome_of(summarize(human), None) == "completed"
+
+
 def test_abandonment_is_first_robot_audio_later_than_the_limit_after_answer():
     assert not is_abandoned(summarize(_report(True, first_audio=0.12)), 2.0)
     assert is_abandoned(summarize(_report(True, first_audio=2.5)), 2.0)

@@ -137,8 +137,12 @@ def summarize(report: Mapping[str, Any], opt_out_dtmf: str = "") -> CallSummary:
                        treated_as_machine=machine)
 
 
-def outcome_of(call: CallSummary, voicemail_disposition: str = "voicemail_left") -> str:
-    """The attempt's outcome (DESIGN section 8 table)."""
+def outcome_of(call: CallSummary, voicemail_disposition: str | None = "voicemail_left") -> str:
+    """The attempt's outcome (DESIGN section 8 table).
+
+    ``voicemail_disposition``: the disposition that says a message was left (a machine that ends with it is
+    ``completed``); None for a scenario that hangs up on machines, whose machines are all ``machine`` (retried),
+    since their disposition is the voicemail table's too."""
     if call.answered:
         if call.opted_out:
             return "opted_out"
@@ -147,7 +151,7 @@ def outcome_of(call: CallSummary, voicemail_disposition: str = "voicemail_left")
         # the decision the call acted on, not a verdict that came once it had settled (a late one, at a speed
         # where the audio server lags the switch, said machine to people who then heard the whole script)
         machine = call.amd == "machine" if call.treated_as_machine is None else call.treated_as_machine
-        if machine and call.disposition != voicemail_disposition:
+        if machine and (voicemail_disposition is None or call.disposition != voicemail_disposition):
             return "machine"
         if call.disposition == "error":
             return "failed"

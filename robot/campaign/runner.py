@@ -433,7 +433,8 @@ class CampaignRunner:
         now = self.clock.now()
         report = build_report(record)
         call = summarize(report, self.rules.opt_out_dtmf)
-        outcome = outcome_of(call, self.scenario.voicemail.disposition)
+        voicemail = self.scenario.voicemail
+        outcome = outcome_of(call, voicemail.disposition if voicemail.on_machine == "leave_message" else None)
         abandoned = is_abandoned(call, self.rules.abandon_after_s)
         change = after_attempt(outcome, live.claim.attempt_no, self.rules.max_attempts, self.rules.retry_after, now)
         fields = {"ended_at": now, "outcome": outcome, "abandoned": abandoned, "disposition": report.get("disposition"),
