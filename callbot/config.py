@@ -237,6 +237,9 @@ class RobotSettings:
     park_wait_s: float = 2.0  # after the answer, the longest wait for CHANNEL_PARK before the first prompt
     backchannel_words: tuple[str, ...] = ()  # words that resume a paused prompt (empty: the language's defaults)
     playback_margin_s: float = 5.0  # beyond a prompt's length, how long it may take to report PLAYBACK_STOP
+    # a prompt broken before its PLAYBACK_START is over after this long: `uuid_break all` flushed its queued
+    # broadcast, so no START or STOP will come (unless its START was already on its way, which then waits)
+    flushed_prompt_wait_s: float = 0.3
     drain_s: float = 1.0  # after the hang-up, how long to keep recording the channel's last events
     max_call_s: float = 600.0  # a call still up after this long (from the answer) is hung up
     # a lost audio stream is restarted (uuid_audio_stream stop, then start) while the call lasts: first
@@ -490,7 +493,7 @@ LIMITS: dict[str, dict[str, Limit]] = {
     "robot": {
         "prompt_rate": RATE, "stream_rate": RATE, "dial_timeout_s": POSITIVE, "listen_timeout_s": POSITIVE,
         "final_wait_s": NON_NEGATIVE, "dial_grace_s": NON_NEGATIVE, "park_wait_s": POSITIVE,
-        "playback_margin_s": POSITIVE, "drain_s": NON_NEGATIVE, "max_call_s": _range(above=0, hi=86400, hint="> 0 and <= 86400 (one day: the switch's sched_hangup cap)"),
+        "playback_margin_s": POSITIVE, "flushed_prompt_wait_s": _range(above=0, hi=10, hint="> 0 and <= 10"), "drain_s": NON_NEGATIVE, "max_call_s": _range(above=0, hi=86400, hint="> 0 and <= 86400 (one day: the switch's sched_hangup cap)"),
         "stream_restarts": NON_NEGATIVE, "stream_restart_backoff_s": POSITIVE,
         "stream_restart_backoff_max_s": _range(above=0, hi=60), "no_audio_flag_s": POSITIVE,
         "beep_wait_s": POSITIVE, "no_beep_silence_s": POSITIVE, "hangup_wait_s": POSITIVE, "max_reply_s": POSITIVE,

@@ -184,6 +184,29 @@ def test_machine_during_the_greeting_breaks_once_waits_for_the_beep_then_leaves_
     assert h.call.done and h.call.record.hangup_by == "robot" and h.call.record.scenario_completed
 
 
+def test_a_machine_verdict_just_after_a_broadcast_flushes_it_and_goes_on_at_once() -> None:
+    # uuid_break all before the prompt's PLAYBACK_START flushes the queued broadcast: no START or STOP comes
+    h = CallHarness().start()
+    h.answer_and_park()
+    assert h.whats()[-1] == "broadcast"
+    h.audio(Amd(t=0.1, result="machine", cause="MAXWORDS", decided_at_s=0.1))
+    assert h.whats()[-1] == "break" and h.call.sm.state is CallState.PLAYING
+    h.advance(h.settings.robot.flushed_prompt_wait_s + 0.02)
+    assert h.call.sm.state is CallState.WAIT_BEEP and h.rows("prompt_flushed")
+    assert "playback_timeout" not in h.call.record.flags
+
+
+def test_a_prompt_broken_as_it_started_still_waits_for_its_stop() -> None:
+    h = CallHarness().start()
+    h.answer_and_park()
+    h.audio(Amd(t=0.1, result="machine", cause="MAXWORDS", decided_at_s=0.1))
+    h.play_started(delay_s=0.05)  # its START was already on its way when the break went out
+    h.advance(h.settings.robot.flushed_prompt_wait_s + 0.5)
+    assert h.call.sm.state is CallState.PLAYING and not h.rows("prompt_flushed")
+    h.play_stopped("break")
+    assert h.call.sm.state is CallState.WAIT_BEEP and "playback_timeout" not in h.call.record.flags
+
+
 def test_no_beep_after_quiet_greeting_follows_on_no_beep() -> None:
     h = playing_call()
     h.audio(Amd(t=1.0, result="machine", cause="MAXWORDS", decided_at_s=1.0))

@@ -270,6 +270,8 @@ class Call:
         if playing is None or event.path != playing.path or playing.started_at is not None:
             return
         playing.started_at, playing.started_us = self.now, event.switch_us
+        if playing.break_sent:  # broken before it started, but it had started: its STOP follows
+            self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
         if self.stream_up:
             marker = PlaybackMarker.start(self._prompt_file(playing), playing.step.text)
             self._send(Api("marker", marker_command(self.uuid, marker)))
@@ -507,7 +509,9 @@ class Call:
             playing.break_sent = True
             self._send(Api("break", break_command(self.uuid)))
             self._robot(row, step=playing.step.name)
-        self._deadlines["playback"] = self.now + self.cfg.playback_margin_s
+        # not started yet: the break flushes its queued broadcast, and no START or STOP will come
+        wait = self.cfg.playback_margin_s if playing.started_at is not None else self.cfg.flushed_prompt_wait_s
+        self._deadlines["playback"] = self.now + wait
         return True
 
     def _voicemail(self) -> None:
@@ -748,8 +752,11 @@ class Call:
                     self._flag("amd_timeout", seconds=self.cfg.amd_wait_s, note="no amd event; treated as notsure")
                     self._settle_amd("notsure", "ROBOT_DEADLINE")
             case "playback":
-                name_ = self.playing.step.name if self.playing is not None else None
-                self._flag("playback_timeout", step=name_)
+                playing = self.playing
+                if playing is not None and playing.break_sent and playing.started_at is None:
+                    self._robot("prompt_flushed", step=playing.step.name)  # broken before it started
+                else:
+                    self._flag("playback_timeout", step=playing.step.name if playing is not None else None)
                 self._prompt_ended()
             case "listen":
                 pass  # _check_listening runs after every event
