@@ -60,6 +60,8 @@ class EchoSettings:
     pause_latency_ms: int = 45  # a pause or resume marker takes effect this late (41-52 ms measured)
     bound_min_frames: int = 10  # loud prompt frames a delay needs before the bound counts it
     bound_rise_db_per_s: float = 6.0  # the bound may rise this fast (it falls at once)
+    confirm_checks: int = 5  # after a lock, estimates stay at the quick pace until the delay is found again, this
+    # many at most (a line with no echo locks by chance on and off: it must not keep the quick pace's cost)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ class EchoVerdict:
     caller: bool
     caller_ratio: float
     delay_ms: float | None
+    confirmed: bool = False  # the path's delay was found again by the next estimate (see EchoGate.confirmed)
     bands: np.ndarray | None = field(default=None, compare=False, repr=False)  # the frame's band energies, when
     # measured (the pipeline's per-band floor uses them instead of a second FFT)
 
@@ -108,6 +111,11 @@ class EchoGate:
         self._hist_start: list[int] = []
         self._since_estimate = 0
         self.delay: int | None = None  # samples
+        # the same delay (within the slack) found by two estimates in a row: a path that is really there. A lock
+        # on the first second can be chance (a machine's greeting over the prompt, on an echo-free line, once
+        # correlated 0.93 at a delay the next estimate did not find again); a real path's delay stays put.
+        self.confirmed = False
+        self._unconfirmed_locks = 0  # locks since the last confirmation that found another delay
         self.gains: np.ndarray | None = None
         self.correlation = 0.0
 
@@ -156,7 +164,7 @@ class EchoGate:
         ratio = float(np.add.reduce(left) / max(energy, 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
         return EchoVerdict(reference=True, caller=ratio >= self.settings.caller_ratio, caller_ratio=ratio,
-                           delay_ms=delay_ms, bands=y)
+                           delay_ms=delay_ms, confirmed=self.confirmed, bands=y)
 
     def _track_noise(self, y: np.ndarray, energy: float | None = None) -> None:
         """Per band: falls fast to quieter frames; rises about 5 dB per second, but only on frames that
@@ -234,7 +242,8 @@ class EchoGate:
         if len(self._hist_y) > self._history_frames:
             del self._hist_y[0], self._hist_start[0]
         self._since_estimate += 1
-        every = self._estimate_every if self.delay is None else 5 * self._estimate_every  # re-check slower once locked
+        quick = self.delay is None or (not self.confirmed and self._unconfirmed_locks <= self.settings.confirm_checks)
+        every = self._estimate_every if quick else 5 * self._estimate_every  # re-check slower once confirmed
         if self._since_estimate >= every and len(self._hist_y) >= self._history_frames // 2:
             self._since_estimate = 0
             self._estimate()
@@ -271,6 +280,8 @@ class EchoGate:
         self.correlation = float(corr[best])
         if self.correlation < self.settings.lock_correlation:
             return
+        self.confirmed = self.delay is not None and abs(int(delays[best]) - self.delay) <= self._slack
+        self._unconfirmed_locks = 0 if self.confirmed else self._unconfirmed_locks + 1
         self.delay = int(delays[best])
         rows = np.take(points, at[:, best])
         r = np.where((rows >= 0)[:, None], prompt.bands[np.maximum(rows, 0)], 0.0)

@@ -84,8 +84,10 @@ class StreamPipeline:
                 normaliser = LevelNormaliser(vad.frame_ms, sp.level_target_dbfs, sp.level_max_gain_db)
         self.reframer = Reframer(params.rate, vad.frame_ms)
         self.vad = Vad(params.rate, vad, normaliser)
-        # AMD keeps mod_amd's view of the line: the plain [vad] gate, no echo gate (a callee's first
-        # "hello?" comes while the echo gate still learns the line), no gate made keener for the cascade.
+        # AMD keeps mod_amd's view of the line: the plain [vad] gate, no gate made keener for the cascade, and
+        # the echo gate only once its path is confirmed (before that, its worst-case guess or a chance lock
+        # would hide a callee's first "hello?" or a machine's greeting): a confirmed path explains the robot's
+        # own greeting coming back, which AMD would otherwise take for a machine's long greeting.
         self.line_vad = Vad(params.rate, settings.vad) if vad != settings.vad or normaliser is not None else None
         self.segmenter = Segmenter(params.rate, vad)
         self.bargein = BargeInDetector(params.min_speech_ms, params.bridge_ms)
@@ -171,6 +173,8 @@ class StreamPipeline:
             level = level_dbfs(frame.samples)  # both gates judge the same frame: measured once
             gate = self.vad.decide(frame, echo.caller, level)
             line = self.line_vad.decide(frame, level=level) if self.line_vad is not None else gate
+            if line.voiced and not echo.caller and echo.confirmed:
+                line = FrameDecision(frame=line.frame, voiced=False, level_dbfs=line.level_dbfs)
             if gate.voiced and not echo.caller:
                 gate = FrameDecision(frame=gate.frame, voiced=False, level_dbfs=gate.level_dbfs)
             self._since_voiced = 0 if gate.voiced else self._since_voiced + 1
