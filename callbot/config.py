@@ -94,15 +94,6 @@ class VadSettings:
     modulation_window_ms: int = 300
     continue_frames: int = 2  # within speech, this many consecutive voiced frames extend it (a click is 1)
     onset_gap_ms: int = 100  # the onset is the first voiced frame of a run with gaps no longer than this
-    # The speech cascade only (with Silero confirmation): inside confirmed speech, a frame the gate refused
-    # still counts when, per phone band (200-3600 Hz), it stands out of that band's own noise floor. White
-    # hiss is broadband and a weak phoneme is not: in -42 dBFS hiss a word's tail at about the hiss's level
-    # leaves the line 0-4 dB over its floor (the gate wants 6) but stands 9-19 dB over the floor of its low
-    # bands; without this, such tails split an utterance at the bridge.
-    band_snr_db: float = 3.0  # the energy beyond band_margin_db over each band's floor, against the floor's total
-    band_margin_db: float = 3.0  # a band's own noise fluctuates (20 ms frames): only energy this far over it counts
-    band_peak_range_db: float = 30.0  # and the frame is at most this far under the utterance's loudest voiced
-    # frame: a weak phoneme of it, not a breath or the room's tail (on a clean line the floor is far down)
 
 
 @dataclass(frozen=True)
@@ -467,7 +458,6 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "start_ratio": Limit(above=0, hi=1), "pre_speech_ms": _range(0, 5000), "hangover_ms": _range(0, 5000),
         "min_modulation_db": _range(0, 60), "modulation_window_ms": _range(10, 10000),
         "continue_frames": _range(1, 100), "onset_gap_ms": _range(0, 5000),
-        "band_snr_db": _range(-20, 60), "band_margin_db": _range(0, 30), "band_peak_range_db": _range(0, 100),
     },
     "bargein": {"min_speech_ms": _range(100, 60000), "bridge_ms": _range(0, 5000)},
     "stt": {

@@ -36,7 +36,7 @@ checks each fast path against it), so no verdict changes by a bit.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -73,8 +73,6 @@ class EchoVerdict:
     caller_ratio: float
     delay_ms: float | None
     confirmed: bool = False  # the path's delay was found again by the next estimate (see EchoGate.confirmed)
-    bands: np.ndarray | None = field(default=None, compare=False, repr=False)  # the frame's band energies, when
-    # measured (the pipeline's per-band floor uses them instead of a second FFT)
 
 
 NOISE_FRAME = 2.0  # a frame within 3 dB of the noise's energy is noise (the judge takes out twice the noise)
@@ -164,7 +162,7 @@ class EchoGate:
         ratio = float(np.add.reduce(left) / max(energy, 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
         return EchoVerdict(reference=True, caller=ratio >= self.settings.caller_ratio, caller_ratio=ratio,
-                           delay_ms=delay_ms, confirmed=self.confirmed, bands=y)
+                           delay_ms=delay_ms, confirmed=self.confirmed)
 
     def _track_noise(self, y: np.ndarray, energy: float | None = None) -> None:
         """Per band: falls fast to quieter frames; rises about 5 dB per second, but only on frames that

@@ -25,14 +25,14 @@ from callbot.audio_server.amd.beep import BeepDetector
 from callbot.audio_server.amd.detector import AmdDetector
 from callbot.audio_server.classify.confirm import SpeechConfirmer, SpeechSettings, speech_settings
 from callbot.audio_server.echo.gate import NO_REFERENCE, EchoGate, EchoVerdict
-from callbot.audio_server.echo.reference import PromptBands, band_energies, load_prompt_bands
+from callbot.audio_server.echo.reference import PromptBands, load_prompt_bands
 from callbot.audio_server.pipeline.bargein import BargeInDetector
 from callbot.audio_server.pipeline.frames import Frame
 from callbot.audio_server.pipeline.held import ConfirmedSegments
 from callbot.audio_server.pipeline.reframer import Reframer
 from callbot.audio_server.pipeline.segmenter import Segmenter, SegmenterStep
 from callbot.audio_server.pipeline.segments import FrameDecision, SegmentClosed, SegmentItem, SegmentOpened
-from callbot.audio_server.pipeline.vad import SILENCE_DBFS, BandFloor, LevelNormaliser, Vad, level_dbfs
+from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad, level_dbfs
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
 from callbot.events import AudioEvent, Final, Partial
@@ -65,8 +65,6 @@ class StreamPipeline:
     ``accept``/``advance``); without one, the pipeline runs its own after each message.
     ``speech``: the cascade's settings (default: ``settings.speech`` when present, else defaults).
     """
-
-    BAND_FLOOR_EVERY = 8  # outside speech, one frame in this many refreshes the per-band floor (an FFT each)
 
     def __init__(self, params: StreamParams, settings: Settings, batcher: object | None = None,
                  speech: SpeechSettings | None = None) -> None:
@@ -107,12 +105,6 @@ class StreamPipeline:
         self.held = (ConfirmedSegments(params.rate, vad.frame_ms, vad.pre_speech_ms)
                      if self.classifier is not None else None)
         self._pending: list[_Accepted] = []
-        # Per-band evidence inside confirmed speech (the cascade only): the phone bands' noise floor, and
-        # the open segment's loudest voiced frame.
-        self._vad_settings = vad
-        self.band_floor = (BandFloor(vad.frame_ms, self.BAND_FLOOR_EVERY, vad.band_margin_db)
-                           if self.classifier is not None else None)
-        self._segment_peak = SILENCE_DBFS
         self._active_frames = max(1, self.speech.active_ms // vad.frame_ms)
         self._since_voiced = self._active_frames  # frames since the gate last voiced one
 
@@ -200,9 +192,6 @@ class StreamPipeline:
                 for seg in step.items:
                     if isinstance(seg, SegmentOpened):
                         self.confirmer.open(round(seg.onset_s * self.params.rate))
-                        self._segment_peak = SILENCE_DBFS
-                if decision.voiced and self.segmenter.in_speech:
-                    self._segment_peak = max(self._segment_peak, decision.level_dbfs)
                 confirmed = self.confirmer.advance(frame.start + len(frame.samples))
                 if not confirmed and any(isinstance(seg, SegmentClosed) for seg in step.items):
                     confirmed = self.confirmer.short_word()
@@ -216,33 +205,6 @@ class StreamPipeline:
         return out
 
     def _rescued(self, item: _Accepted) -> FrameDecision:
-        """The gate's verdict, or a refused frame inside speech that the classifier or the phone bands say is speech.
-
-        The bands' rule (``[vad] band_*``): inside confirmed speech, a frame the gate refused counts when
-        the echo gate gives it to the caller, the line's level is modulated (the gate's own guard: steady
-        music or a tone is not), the frame is within ``band_peak_range_db`` of the utterance's loudest
-        voiced frame, and its band energies stand ``band_snr_db`` out of the per-band noise floor.
-        """
-        decision = self._rescued_by_classifier(item)
-        if self.band_floor is None:
-            return decision
-        s, frame = self._vad_settings, item.frame
-        in_speech = self.segmenter.in_speech
-        if (not decision.voiced and in_speech and item.echo.caller and self.confirmer.confirmed
-                and decision.level_dbfs >= self._segment_peak - s.band_peak_range_db and self.vad.modulated()):
-            if self.band_floor.excess_db(self._bands(item)) >= s.band_snr_db:
-                decision = dataclasses.replace(decision, voiced=True)
-        elif not in_speech and not item.gate.voiced and (frame.start // len(frame.samples)) % self.BAND_FLOOR_EVERY == 0:
-            self.band_floor.update(self._bands(item), rises=True)
-        return decision
-
-    def _bands(self, item: _Accepted) -> np.ndarray:
-        """The frame's band energies: the echo gate's when it measured them, else one FFT."""
-        if item.echo.bands is not None:
-            return item.echo.bands
-        return band_energies(item.frame.samples[None, :], self.params.rate)[0]
-
-    def _rescued_by_classifier(self, item: _Accepted) -> FrameDecision:
         """Inside speech, a frame the guards refused counts when webrtcvad and the classifier both hear speech."""
         gate = item.gate
         if gate.voiced or not self.segmenter.in_speech or not item.echo.caller:

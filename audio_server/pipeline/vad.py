@@ -60,47 +60,6 @@ class NoiseFloor:
             self.dbfs += (level - self.dbfs) * self._rise
 
 
-class BandFloor:
-    """The line's noise floor per phone band (the echo gate's 13 bands, 200-3600 Hz), as band energies.
-
-    Per band it follows the line down at most ``FALL_DB`` and up at most ``rise_db_per_s`` per update
-    (as the echo gate's noise: fast down, about 5 dB/s up), and rises only on the frames the caller
-    says may raise it (no speech open, nothing voiced). A frame's band energies cost an FFT, so the
-    caller folds in only one frame in ``every`` (the rise per update is scaled to match).
-
-    ``excess_db`` is the evidence a broadband level hides: white hiss spreads over every band while a
-    weak vowel or nasal puts its energy into a few low ones, so a phoneme at about the hiss's broadband
-    level (the line a few dB over its floor) can still stand 10 dB over the floor of the bands it is in.
-    """
-
-    FALL_DB = 3.0
-
-    def __init__(self, frame_ms: int, every: int, margin_db: float, rise_db_per_s: float = 5.0) -> None:
-        self._rise = 10 ** (rise_db_per_s * every * frame_ms / 1000 / 10)
-        self._fall = 10 ** (-self.FALL_DB / 10)
-        self._margin = 10 ** (margin_db / 10)
-        self.power: np.ndarray | None = None
-        self._over = np.zeros(0)  # power * margin: what a band must exceed to count
-        self._total = 0.0
-
-    def update(self, bands: np.ndarray, rises: bool) -> None:
-        """Fold in one frame's band energies."""
-        f = self.power
-        if f is None:
-            f = bands.astype(np.float64)
-        else:
-            f = np.minimum(np.maximum(bands, f * self._fall), f * self._rise if rises else f)
-        self.power, self._over, self._total = f, f * self._margin, float(np.add.reduce(f))
-
-    def excess_db(self, bands: np.ndarray) -> float:
-        """The frame's band energy beyond the margin over each band's floor, in dB of the floor's total
-        (``SILENCE_DBFS`` when no band stands that far out, or before any floor was measured)."""
-        if self.power is None:
-            return SILENCE_DBFS
-        left = float(np.add.reduce(np.maximum(bands - self._over, 0.0)))
-        return 10.0 * math.log10(left / self._total) if left > 0.0 and self._total > 0.0 else SILENCE_DBFS
-
-
 class LevelNormaliser:
     """The gain (dB) that brings the line's recent speech peaks to ``target_dbfs``, never below 0 dB.
 
@@ -177,10 +136,6 @@ class Vad:
         self.noise = NoiseFloor(settings.frame_ms, settings.noise_adapt_ms)
         window = max(1, settings.modulation_window_ms // settings.frame_ms)
         self._levels: collections.deque[float] = collections.deque(maxlen=window)
-
-    def modulated(self) -> bool:
-        """Whether the levels of the last ``modulation_window_ms`` (this frame's included) pass the modulation guard."""
-        return max(self._levels) - min(self._levels) >= self._settings.min_modulation_db
 
     def speech_raw(self, frame: Frame) -> bool:
         """The backend's own call on a frame, without the guards (the cascade's rescue asks it)."""
