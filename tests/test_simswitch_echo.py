@@ -81,7 +81,7 @@ def test_a_replay_with_line_echo_barges_in_only_on_the_caller(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_a_silent_callee_on_an_echo_line_is_not_taken_for_a_machine() -> None:
-    """AMD hears the line through the echo gate once its path is confirmed: the robot's own greeting coming
+    """AMD hears the line through the echo gate once its path is trusted: the robot's own greeting coming
     back 12 dB down is not a machine's greeting (it was, when AMD heard the plain [vad] gate alone)."""
     settings = Settings().replace(**{"stt.enabled": False})
     with audio_server_thread(replay_settings(settings)) as port:

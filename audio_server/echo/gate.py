@@ -62,6 +62,8 @@ class EchoSettings:
     bound_rise_db_per_s: float = 6.0  # the bound may rise this fast (it falls at once)
     confirm_checks: int = 5  # after a lock, estimates stay at the quick pace until the delay is found again, this
     # many at most (a line with no echo locks by chance on and off: it must not keep the quick pace's cost)
+    confirm_correlation: float = 0.8  # a path is trusted when two estimates in a row this sure find its delay (a
+    # real path: 0.92-0.94 each time; chance locks on a line without echo reach that once, seldom twice at one delay)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class EchoVerdict:
     caller: bool
     caller_ratio: float
     delay_ms: float | None
-    confirmed: bool = False  # the path's delay was found again by the next estimate (see EchoGate.confirmed)
+    trusted: bool = False  # the path is confirmed by two sure estimates (see EchoGate.trusted): AMD may rely on it
 
 
 NOISE_FRAME = 2.0  # a frame within 3 dB of the noise's energy is noise (the judge takes out twice the noise)
@@ -113,7 +115,10 @@ class EchoGate:
         # on the first second can be chance (a machine's greeting over the prompt, on an echo-free line, once
         # correlated 0.93 at a delay the next estimate did not find again); a real path's delay stays put.
         self.confirmed = False
+        # ... by two sure estimates in a row (``confirm_correlation``): what AMD may rely on
+        self.trusted = False
         self._unconfirmed_locks = 0  # locks since the last confirmation that found another delay
+        self._sure_lock = False  # the last lock was sure (confirm_correlation)
         self.gains: np.ndarray | None = None
         self.correlation = 0.0
 
@@ -162,7 +167,7 @@ class EchoGate:
         ratio = float(np.add.reduce(left) / max(energy, 1e-6))
         delay_ms = None if self.delay is None else 1000.0 * self.delay / self.rate
         return EchoVerdict(reference=True, caller=ratio >= self.settings.caller_ratio, caller_ratio=ratio,
-                           delay_ms=delay_ms, confirmed=self.confirmed)
+                           delay_ms=delay_ms, trusted=self.trusted)
 
     def _track_noise(self, y: np.ndarray, energy: float | None = None) -> None:
         """Per band: falls fast to quieter frames; rises about 5 dB per second, but only on frames that
@@ -278,7 +283,10 @@ class EchoGate:
         self.correlation = float(corr[best])
         if self.correlation < self.settings.lock_correlation:
             return
+        sure = self.correlation >= self.settings.confirm_correlation
         self.confirmed = self.delay is not None and abs(int(delays[best]) - self.delay) <= self._slack
+        self.trusted = self.confirmed and sure and self._sure_lock
+        self._sure_lock = sure
         self._unconfirmed_locks = 0 if self.confirmed else self._unconfirmed_locks + 1
         self.delay = int(delays[best])
         rows = np.take(points, at[:, best])

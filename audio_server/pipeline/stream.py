@@ -83,8 +83,8 @@ class StreamPipeline:
         self.reframer = Reframer(params.rate, vad.frame_ms)
         self.vad = Vad(params.rate, vad, normaliser)
         # AMD keeps mod_amd's view of the line: the plain [vad] gate, no gate made keener for the cascade, and
-        # the echo gate only once its path is confirmed (before that, its worst-case guess or a chance lock
-        # would hide a callee's first "hello?" or a machine's greeting): a confirmed path explains the robot's
+        # the echo gate only once its path is trusted (before that, its worst-case guess or a chance lock
+        # would hide a callee's first "hello?" or a machine's greeting): a trusted path explains the robot's
         # own greeting coming back, which AMD would otherwise take for a machine's long greeting.
         self.line_vad = Vad(params.rate, settings.vad) if vad != settings.vad or normaliser is not None else None
         self.segmenter = Segmenter(params.rate, vad)
@@ -165,7 +165,7 @@ class StreamPipeline:
             level = level_dbfs(frame.samples)  # both gates judge the same frame: measured once
             gate = self.vad.decide(frame, echo.caller, level)
             line = self.line_vad.decide(frame, level=level) if self.line_vad is not None else gate
-            if line.voiced and not echo.caller and echo.confirmed:
+            if line.voiced and not echo.caller and echo.trusted:
                 line = FrameDecision(frame=line.frame, voiced=False, level_dbfs=line.level_dbfs)
             if gate.voiced and not echo.caller:
                 gate = FrameDecision(frame=gate.frame, voiced=False, level_dbfs=gate.level_dbfs)
