@@ -196,6 +196,16 @@ def test_a_machine_verdict_just_after_a_broadcast_flushes_it_and_goes_on_at_once
     assert "playback_timeout" not in h.call.record.flags
 
 
+def test_a_barge_in_before_the_prompt_started_flushes_it_too() -> None:
+    h = CallHarness().start()
+    h.answer_and_park()
+    barge(h, onset=0.0)  # the caller was already talking when the broadcast went out
+    assert h.whats()[-1] == "break"
+    h.advance(h.settings.robot.flushed_prompt_wait_s + 0.02)
+    assert h.rows("prompt_flushed") and h.call.sm.state is CallState.LISTENING
+    assert "playback_timeout" not in h.call.record.flags
+
+
 def test_a_prompt_broken_as_it_started_still_waits_for_its_stop() -> None:
     h = CallHarness().start()
     h.answer_and_park()

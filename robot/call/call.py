@@ -408,6 +408,8 @@ class Call:
             self._send(Api("break", break_command(self.uuid)))  # first: nothing is written before it goes out
             self._audio_row(event)
             self._robot("uuid_break", step=playing.step.name)
+            if playing.started_at is None:  # flushed before it started: no START or STOP will come
+                self._deadlines["playback"] = self.now + self.cfg.flushed_prompt_wait_s
             return
         self._audio_row(event)
         playing = self.playing
