@@ -408,8 +408,8 @@ class Call:
             self._send(Api("break", break_command(self.uuid)))  # first: nothing is written before it goes out
             self._audio_row(event)
             self._robot("uuid_break", step=playing.step.name)
-            if playing.started_at is None:  # flushed before it started: no START or STOP will come
-                self._deadlines["playback"] = self.now + self.cfg.flushed_prompt_wait_s
+            if playing.started_at is None:
+                self._await_stop(playing)
             return
         self._audio_row(event)
         playing = self.playing
@@ -511,10 +511,14 @@ class Call:
             playing.break_sent = True
             self._send(Api("break", break_command(self.uuid)))
             self._robot(row, step=playing.step.name)
-        # not started yet: the break flushes its queued broadcast, and no START or STOP will come
+        self._await_stop(playing)
+        return True
+
+    def _await_stop(self, playing: Playing) -> None:
+        """After its break: wait for the prompt's STOP, or, not started yet, only ``flushed_prompt_wait_s``
+        (``uuid_break all`` flushed its queued broadcast: no START or STOP will come)."""
         wait = self.cfg.playback_margin_s if playing.started_at is not None else self.cfg.flushed_prompt_wait_s
         self._deadlines["playback"] = self.now + wait
-        return True
 
     def _voicemail(self) -> None:
         """Hang up, or wait for the beep and leave the message (``voicemail.on_no_beep`` when none comes)."""
