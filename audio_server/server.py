@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
+from time import perf_counter
 from typing import Callable
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -31,7 +32,9 @@ from websockets.protocol import State
 from callbot.events import AudioEvent, Error, Final, Partial, to_json
 from callbot.stream import MarkerError, PlaybackMarker, parse_marker
 from callbot.audio_server.echo.reference import PromptLoadError, load_prompt_reference
-from callbot.audio_server.pipeline.stream import StreamPipeline
+from callbot.audio_server.metrics import (AudioMetrics, StageClock, default_audio_metrics, default_metrics,
+                                          start_metrics_server)
+from callbot.audio_server.pipeline.stream import PipelineOutput, StreamPipeline
 from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
 from callbot.audio_server.stt.engine import SttEngine
 from callbot.audio_server.stt.shell import StreamTranscription
@@ -44,6 +47,8 @@ HEALTH_PATH = "/healthz"
 CLOSE_POLICY, CLOSE_TOO_BIG, CLOSE_INTERNAL, CLOSE_TRY_LATER = 1008, 1009, 1011, 1013
 HARD_SIZE_FACTOR = 4  # frames above this many times our own limits are cut by the library (1009, no event)
 IDLE_GRACE_S = 0.05  # after the idle deadline, a message already received still counts
+# Stream failures that drop the caller's audio (callbot_audio_dropped_total); an idle timeout is a stream's normal end.
+DROPPING_FAILURES = frozenset({"too_many_streams", "rate_limited", "message_too_large", "internal_error"})
 
 
 class ListenError(RuntimeError):
@@ -67,7 +72,7 @@ class Outbox:
 
     def __init__(self, max_items: int, on_put: Callable[[int], None] | None = None) -> None:
         self.max_items = max_items
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
+        self.queue: asyncio.Queue[tuple[AudioEvent, str]] = asyncio.Queue()  # the event, for the metrics
         self.partials_dropped = 0
         self.on_put = on_put  # AudioServer.on_media_work: one more text on its way to the switch
 
@@ -75,7 +80,7 @@ class Outbox:
         if isinstance(event, Partial) and self.queue.qsize() >= self.max_items:
             self.partials_dropped += 1
             return
-        self.queue.put_nowait(to_json(event, call))
+        self.queue.put_nowait((event, to_json(event, call)))
         if self.on_put is not None:
             self.on_put(1)
 
@@ -88,8 +93,9 @@ class ClassifierStep:
     audio arrived in the same turn has accepted it: one ONNX call per 32 ms step for all of them.
     """
 
-    def __init__(self, batcher: object) -> None:
+    def __init__(self, batcher: object, clock: StageClock | None = None) -> None:
         self.batcher = batcher
+        self.clock = clock  # the server's: each run's wall time is the ``classify`` stage
         self.runs = 0
         self._done: asyncio.Future[None] | None = None
 
@@ -103,12 +109,15 @@ class ClassifierStep:
     def _run(self) -> None:
         done, self._done = self._done, None
         assert done is not None
+        started = perf_counter()
         try:
             self.batcher.run()  # type: ignore[attr-defined]
         except Exception as exc:  # every waiting stream fails with it (internal_error), the server goes on
             done.set_exception(exc)
         else:
             done.set_result(None)
+        if self.clock is not None:
+            self.clock.add("classify", perf_counter() - started)
         self.runs += 1
 
 
@@ -157,10 +166,14 @@ class StreamSession:
 
     def advance(self) -> list[str]:
         """Second half, once the batcher has run: the text frames to send back, in order."""
+        return [to_json(e, self.params.call) for e in self.advance_output().events]
+
+    def advance_output(self) -> PipelineOutput:
+        """``advance`` for the server, which counts the frames and each event it sends."""
         out = self.pipeline.advance()
         if self.stt is not None:
             self.stt.feed(out.segment_items)
-        return [to_json(e, self.params.call) for e in out.events]
+        return out
 
     def on_transcript(self, event: AudioEvent) -> None:
         """A partial or final from the STT pool, then any AMD verdict its words decide.
@@ -261,10 +274,14 @@ class StreamSession:
 class AudioServer:
     """Serves ``/stream/<uuid>`` WebSockets and ``GET /healthz`` on one port."""
 
-    def __init__(self, settings: Settings, engine: SttEngine | None = None) -> None:
-        """``engine``: a shared, already loaded STT engine (replays share one); else ``start`` loads one."""
+    def __init__(self, settings: Settings, engine: SttEngine | None = None,
+                 metrics: AudioMetrics | None = None) -> None:
+        """``engine``: a shared, already loaded STT engine (replays share one); else ``start`` loads one.
+        ``metrics``: in a registry of the caller's (tests); else the process's default registry."""
         self.settings = settings
         self.engine = engine
+        self.metrics = metrics or default_audio_metrics()
+        self.clock = StageClock(self.metrics)
         self.classifier: ClassifierStep | None = None  # the speech classifier all streams share (start())
         self.live: set[ServerConnection] = set()
         self._server: Server | None = None
@@ -286,7 +303,7 @@ class AudioServer:
         if probe.classifier is not None and self.classifier is None:  # one batcher for every stream of the process
             from callbot.audio_server.classify.silero_batch import SileroBatcher
 
-            self.classifier = ClassifierStep(SileroBatcher())
+            self.classifier = ClassifierStep(SileroBatcher(), self.clock)
         cfg = self.settings.audio_server
         host = cfg.host if host is None else host
         port = cfg.port if port is None else port
@@ -337,6 +354,7 @@ class AudioServer:
     def _too_many(self, connection: ServerConnection) -> Response:
         limit = self.settings.audio_server.max_streams
         log.warning("handshake refused: stream limit", extra={"max_streams": limit})
+        self.metrics.dropped.labels("too_many_streams").inc()
         return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE,
                                   f"{limit} streams already live (audio_server.max_streams); retry later\n")
 
@@ -356,23 +374,28 @@ class AudioServer:
         elif self.engine is not None:
             session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript,
                                                    params.lang)
-        sender = asyncio.create_task(_send_outbox(ws, session))
+        sender = asyncio.create_task(_send_outbox(ws, session, self.metrics))
         self.live.add(ws)
         log.info("stream open", extra={"call": params.call, "rate": params.rate, "streams": len(self.live)})
+        failure: str | None = None  # the error code the stream ended with
         try:
             if len(self.live) > self.settings.audio_server.max_streams:  # raced past the handshake check
                 raise StreamFailure("too_many_streams", "the server is at audio_server.max_streams",
                                     CLOSE_TRY_LATER)
             await self._serve_stream(ws, session)
         except StreamFailure as exc:
+            failure = exc.code
             await self._fail(ws, session, exc)
-        except ConnectionClosed:
-            pass
+        except ConnectionClosed as exc:
+            if exc.sent is not None and exc.sent.code == CLOSE_TOO_BIG:  # the library cut a frame over its hard cap
+                failure = "message_too_large"
         except Exception:  # one stream's bug must not take the server down
             log.exception("stream crashed", extra={"call": params.call})
+            failure = "internal_error"
             await self._fail(ws, session, StreamFailure("internal_error", "the audio server failed on "
                                                         "this stream; see its log", CLOSE_INTERNAL))
         finally:
+            self._metrics_at_close(failure, session)
             self.live.discard(ws)
             sender.cancel()
             for text in session.finish():
@@ -383,8 +406,22 @@ class AudioServer:
                                              "code": ws.close_code,
                                              "dropped_bytes": session.pipeline.reframer.pending_bytes})
 
+    def _metrics_at_close(self, failure: str | None, session: StreamSession) -> None:
+        """A closed stream's drops, and its stage times flushed (so a scrape after the close sees them all)."""
+        dropped = self.metrics.dropped
+        if failure in DROPPING_FAILURES:
+            dropped.labels(failure).inc()
+        if session.pipeline.reframer.pending_bytes:
+            dropped.labels("tail_bytes").inc(session.pipeline.reframer.pending_bytes)
+        if session.outbox.partials_dropped:
+            dropped.labels("partials").inc(session.outbox.partials_dropped)
+        self.clock.flush()
+
     async def _serve_stream(self, ws: ServerConnection, session: StreamSession) -> None:
+        """Each message through the session; events back at once. Every stage is timed on ``self.clock``, and a
+        barge_in, amd or beep from the time its message was received to its send (the pipeline reads no clock)."""
         cfg = self.settings.audio_server
+        clock = self.clock
         loop = asyncio.get_running_loop()
         deadline = loop.time() + cfg.idle_timeout_s
         pace = RateCap(cfg.replay_max_speed if session.params.replay else cfg.max_speed, cfg.speed_headroom_s,
@@ -402,8 +439,10 @@ class AudioServer:
                 except TimeoutError:
                     raise StreamFailure("idle_timeout", f"no audio for {cfg.idle_timeout_s:g} s "
                                         "(audio_server.idle_timeout_s)", CLOSE_POLICY) from None
+            received_at = perf_counter()
+            replies: list[tuple[AudioEvent | None, str]]
             if isinstance(message, str):
-                replies = session.on_text(message, cfg.max_text_bytes)
+                replies = [(None, text) for text in session.on_text(message, cfg.max_text_bytes)]  # errors only
                 work = len(replies)
             else:
                 if len(message) > cfg.max_message_bytes:
@@ -412,20 +451,31 @@ class AudioServer:
                 received = reframer.samples_received
                 arriving = (2 * received + reframer.pending_bytes % 2 + len(message)) // 2
                 pace.check(arriving / session.params.rate, loop.time())
+                started = perf_counter()
                 session.accept(message)
+                clock.add("accept", perf_counter() - started)
                 if session.pipeline.awaits_batcher and self.classifier is not None:
                     await self.classifier.next_run()  # with every other stream's windows of this turn
-                replies = session.advance()
+                started = perf_counter()
+                out = session.advance_output()
+                clock.add("advance", perf_counter() - started)
+                clock.message(len(out.frames))
+                replies = [(event, to_json(event, session.params.call)) for event in out.events]
                 if reframer.samples_received > received:  # audio, not an empty or one-byte frame, keeps it alive
                     deadline = loop.time() + cfg.idle_timeout_s
                 work = len(replies) - 1  # this message is handled; its replies are on their way
             if work and self.on_media_work is not None:
                 self.on_media_work(work)
-            for text in replies:
+            for event, text in replies:
                 log.info("event", extra={"call": session.params.call, "event": text})
                 if await _closing(ws):
                     return
+                started = perf_counter()
                 await ws.send(text)
+                sent_at = perf_counter()
+                clock.add("send", sent_at - started)
+                if event is not None:
+                    self.metrics.sent(event, sent_at - received_at)
 
     async def _fail(self, ws: ServerConnection, session: StreamSession, exc: StreamFailure) -> None:
         t = session.pipeline.stream_time
@@ -492,7 +542,6 @@ def listen_problem(what: str, host: str, port: int, exc: OSError, fix: str) -> s
 
 def load_engine(settings: Settings) -> SttEngine:
     """Load and warm the Whisper model; a missing or unreadable model is a ConfigError at start-up."""
-    from callbot.audio_server.metrics import default_metrics
     from callbot.audio_server.stt.engine import SttModelError
 
     try:
@@ -501,15 +550,16 @@ def load_engine(settings: Settings) -> SttEngine:
         raise ConfigError(str(exc)) from None
 
 
-async def _send_outbox(ws: ServerConnection, session: StreamSession) -> None:
+async def _send_outbox(ws: ServerConnection, session: StreamSession, metrics: AudioMetrics) -> None:
     """Send transcripts as they come, until the connection closes."""
     with contextlib.suppress(ConnectionClosed):
         while True:
-            text = await session.outbox.queue.get()
+            event, text = await session.outbox.queue.get()
             if ws.state is not State.OPEN:
                 return
             log.info("event", extra={"call": session.params.call, "event": text})
             await ws.send(text)
+            metrics.sent(event)
 
 
 async def _drain(ws: ServerConnection) -> None:
@@ -547,8 +597,6 @@ async def serve_until_signal(settings: Settings) -> None:
     server = AudioServer(settings)
     await server.start()
     if settings.audio_server.metrics_port is not None:
-        from callbot.audio_server.metrics import start_metrics_server
-
         host, port = settings.audio_server.host, settings.audio_server.metrics_port
         try:
             bound = start_metrics_server(host, port)

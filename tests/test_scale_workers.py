@@ -19,6 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from test_audio_metrics import scraped
+
+from callbot.audio_format import frame_samples
+from callbot.audio_server.metrics import STAGES
 from callbot.audio_server.serve.board import DEAD, LISTENING, Board
 from callbot.audio_server.serve.supervisor import hold_port
 from callbot.audio_server.server import ListenError
@@ -63,10 +67,8 @@ class WorkersServer:
         with urllib.request.urlopen(f"http://127.0.0.1:{port or self.port}/healthz", timeout=5) as resp:
             return json.loads(resp.read())
 
-    def metric(self, name: str) -> float:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as resp:
-            lines = resp.read().decode().splitlines()
-        return sum(float(line.split()[-1]) for line in lines if line.split(" ")[0].split("{")[0] == name)
+    def metric(self, name: str, **labels: str) -> float:
+        return scraped(self.metrics_port, name, **labels)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -132,9 +134,17 @@ def test_two_workers_share_the_streams_and_a_killed_worker_comes_back(callbot_cl
 
         results = _stream_all(server.port, 20, speed=4.0)
         assert all("barge_in" in _types(r) for r in results), [_types(r) for r in results]
-        health = server.healthz()
+        deadline = time.monotonic() + 5
+        while (health := server.healthz())["streams"] and time.monotonic() < deadline:  # each stream's metrics flushed
+            time.sleep(0.05)
         assert health["opened"] == 20 and all(row["opened"] > 0 for row in health["per_worker"]), health
         assert server.metric("callbot_audio_streams_opened_total") == 20
+        # Both workers' counters, summed: every barge-in and every 20 ms frame, once.
+        assert server.metric("callbot_audio_decisions_total", kind="barge_in") == 20
+        assert server.metric("callbot_audio_decision_send_seconds_count", kind="barge_in") == 20
+        frames = sum(len(samples) // frame_samples(rate) for samples, rate in map(read_wav, BARGE_IN_WAVS)) * 10
+        assert server.metric("callbot_audio_frames_total") == frames
+        assert all(server.metric("callbot_audio_stage_seconds_total", stage=stage) > 0 for stage in STAGES)
 
         # Round two in real time: one worker is killed at 1 s, before any barge-in is due (2.7 s).
         victim = health["per_worker"][0]["pid"]
