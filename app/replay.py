@@ -133,7 +133,7 @@ def replay(fixture: str, settings: Settings, *, scenario: str | None = None, spe
             audio_ctx: contextlib.AbstractContextManager[int] = contextlib.nullcontext(audio_port)
         else:
             audio_ctx = audio_server_thread(settings, switch.thread) if audio else contextlib.nullcontext(_closed_port())
-        with audio_ctx as audio_port, paced(switch, audio_port) as pacer:
+        with audio_ctx as audio_port, paced(switch, audio_port, lead_s=settings.simswitch.lockstep_lead_s) as pacer:
             run_settings = wired_settings(settings, switch.esl_port, audio_port, speed)
             robot = GeventThread("robot")
             robot.start()

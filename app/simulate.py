@@ -66,7 +66,7 @@ def simulate(settings: Settings, engine: Any, options: RunOptions, rules_for: An
         barrier.freeze()
         begin = switch.clock.epoch_us()
         with audio_server_thread(audio_settings(settings, stt)) as audio_port, \
-                paced(switch, audio_port, free_run=free_run) as pacer:
+                paced(switch, audio_port, free_run=free_run, lead_s=settings.simswitch.lockstep_lead_s) as pacer:
             runner = CampaignRunner(wired_settings(settings, switch.esl_port, audio_port, options.speed), engine,
                                     options, rules_for, progress, time_source=barrier.epoch_s,
                                     call_time_for=lambda _uuid: pacer.call(busy=True), on_deadline=barrier)

@@ -190,6 +190,8 @@ class SimSwitchSettings:
     esl_port: int = 8021
     password: str = "ClueCon"  # the only default password in callbot: simswitch is a test double
     speed: float = 1.0  # virtual seconds per wall second
+    lockstep_lead_s: float = 0.25  # in a lockstep run (replay, simulated campaign): how far (wall s) the clock may
+    # run ahead of its speed's schedule, so that a hold later on (a decode) is paid from time banked before it
     fixtures_dir: str | None = None  # where fixture/<name> dial strings look (default: the bundled demo calls)
     max_connections: int = 64
     max_calls: int = 500
@@ -492,7 +494,8 @@ LIMITS: dict[str, dict[str, Limit]] = {
     },
     "db": {"url": NON_EMPTY, "write_queue_max": COUNT},
     "simswitch": {
-        "esl_port": LISTEN_PORT, "password": NON_EMPTY, "speed": POSITIVE, "max_connections": COUNT,
+        "esl_port": LISTEN_PORT, "password": NON_EMPTY, "speed": POSITIVE, "lockstep_lead_s": _range(0, 60),
+        "max_connections": COUNT,
         "max_calls": COUNT, "event_queue_max": COUNT, "lost_events_max": COUNT, "first_packet_timeout_s": POSITIVE,
         "answer_delay_ms": NON_NEGATIVE, "broadcast_start_ms": NON_NEGATIVE, "ws_handshake_timeout_s": POSITIVE,
         "ws_close_timeout_s": POSITIVE, "ws_queue_max": COUNT, "ws_max_message_bytes": COUNT,

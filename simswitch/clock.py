@@ -8,7 +8,7 @@ import contextlib
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import AsyncIterator, Iterator
 
 MEDIA_TICK_S = 0.020  # one media frame (ptime 20), the unit of all media work
 HELD_POLL_S = 0.002  # while a hold or a barrier blocks it, a thread's sleeper looks again this often (wall s)
@@ -42,7 +42,10 @@ class SimClock:
     moves them on (the next media tick, the robot's next deadline), so every party acts at the exact
     call time it asked for, however late its thread wakes. And catch-up (``catch_up=True``): time
     spent held is made up afterwards, as fast as the barriers let the parties go, so that the run
-    as a whole keeps ``speed`` in effect and the holds cost no wall time in the end. ``free_run`` drops
+    as a whole keeps ``speed`` in effect and the holds cost no wall time in the end; ``lead_s`` (wall seconds)
+    lets it also run that far ahead of the schedule, so a hold that comes late in a run (a decode near the
+    end of a call) is paid from time banked before it instead of making the run late; ``restart_schedule``
+    starts the schedule over (media starting after an idle stretch), so idle time banks nothing. ``free_run`` drops
     the speed limit: whenever nothing holds the clock it stands at the earliest barrier, so time that
     nobody waits through (the idle hours of a simulated campaign) takes no wall time at all.
     """
@@ -52,6 +55,7 @@ class SimClock:
             raise ValueError(f"clock speed must be > 0, got {speed!r}")
         self.speed = float(speed)
         self.catch_up = False
+        self.lead_s = 0.0  # with catch_up: wall seconds the clock may be ahead of its schedule
         self.free_run = False  # lockstep without a speed limit: at once to the earliest barrier when nothing holds
         self._t0 = time.monotonic()
         self._epoch0_us = int(round((time.time() if start_epoch_s is None else start_epoch_s) * 1_000_000))
@@ -74,7 +78,7 @@ class SimClock:
             return self._v
         v = self._v + (wall - self._wall) * self.speed
         if self.catch_up:
-            v = max(v, (wall - self._t0) * self.speed)
+            v = max(v, (wall - self._t0 + self.lead_s) * self.speed)
         if self._barriers:
             earliest = min(self._barriers.values())
             if self.free_run:
@@ -123,6 +127,13 @@ class SimClock:
         finally:
             self.release()
 
+    def restart_schedule(self) -> None:
+        """Start the catch-up schedule over from now: no lead banked and no held time owed so far."""
+        with self._lock:
+            wall = time.monotonic()
+            self._anchor(wall)
+            self._t0 = wall - self._v / self.speed
+
     def set_barrier(self, owner: object, virtual_t: float | None) -> None:
         """``owner``'s barrier: the clock does not pass ``virtual_t`` until it is moved on (None: removed).
 
@@ -167,7 +178,7 @@ class SimClock:
             return None
         delay = (virtual_t - v) / self.speed
         if self.catch_up:  # the schedule may get there first
-            delay = min(delay, max(0.0, self._t0 + virtual_t / self.speed - wall))
+            delay = min(delay, max(0.0, self._t0 - self.lead_s + virtual_t / self.speed - wall))
         return delay
 
     async def sleep_until(self, virtual_t: float) -> None:
@@ -196,6 +207,20 @@ class SimClock:
                     await future
                 finally:
                     timer.cancel()
+
+    @contextlib.asynccontextmanager
+    async def at(self, virtual_t: float, barrier: bool) -> AsyncIterator[None]:
+        """``async with clock.at(t, barrier): ...``: the block runs at virtual ``t``; with ``barrier`` (a lockstep
+        run) the clock does not pass ``t`` until the block has run, however fast the media ticks go."""
+        owner = object()
+        if barrier:
+            self.set_barrier(owner, virtual_t)
+        try:
+            await self.sleep_until(virtual_t)
+            yield
+        finally:
+            if barrier:
+                self.set_barrier(owner, None)
 
     async def sleep(self, virtual_s: float) -> None:
         """Sleep for a virtual duration."""

@@ -203,6 +203,8 @@ class SimSwitch:
                 self.clock.set_barrier(self, None)
                 self._has_calls.clear()
                 await self._has_calls.wait()
+                if self.lockstep:  # the media's schedule starts with it: idle time banks no lead
+                    self.clock.restart_schedule()
                 tick = max(tick, int(self.clock.now() / MEDIA_TICK_S) + 1)
             if self.lockstep:  # time does not pass the next tick before it has run
                 self.clock.set_barrier(self, tick * MEDIA_TICK_S)

@@ -156,3 +156,37 @@ def test_a_sleeper_behind_a_barrier_wakes_when_the_barrier_moves():
         await asyncio.wait_for(c.sleep_until(0.05), 5)
         assert c.now() >= 0.05
     asyncio.run(go())
+
+
+def test_a_lead_lets_barriers_step_ahead_of_the_schedule_as_far_as_the_lead_and_no_further():
+    c = SimClock(speed=100)
+    c.catch_up, c.lead_s = True, 0.05  # 5 virtual seconds of lead
+    c.set_barrier("ticks", c.now())
+    c.restart_schedule()  # nothing banked from the clock's creation until now
+    start, wall0 = c.now(), time.monotonic()
+    t = start
+    while c.now() == pytest.approx(t) and t < start + 100:  # a party that steps at once, every time it may
+        t += 0.02
+        c.set_barrier("ticks", t)
+    ahead = c.now() - start
+    schedule = (time.monotonic() - wall0) * 100
+    assert 5.0 - 0.05 <= ahead - schedule <= 5.0 + 0.05  # ahead of the schedule by the lead, not by the 100 s asked
+    c.hold()
+    time.sleep(0.03)  # a 3 s hold (a decode) is paid from the lead: the clock owes nothing after it
+    c.release()
+    assert start + ahead <= c.now() <= t  # goes on from where it stopped
+    c.set_barrier("ticks", t + 0.02)
+    assert c.now() == pytest.approx(t + 0.02)  # and the next step is due at once: the lead paid for the hold
+
+
+def test_restart_schedule_drops_the_lead_and_the_debt_of_before():
+    c = SimClock(speed=100)
+    c.catch_up = True
+    c.set_barrier("ticks", 0.0)
+    time.sleep(0.05)  # 5 s of schedule pass while a barrier stops the clock: time owed
+    assert c.now() < 0.01
+    c.lead_s = 0.05
+    c.restart_schedule()  # idle media starts again: the schedule starts from here
+    c.set_barrier("ticks", 20.0)
+    assert 5.0 <= c.now() <= 5.5  # the lead only, not the 5 s owed on top of it
+    assert c.wall_delay(20.0) > 0.1  # the rest of the way at the clock's speed

@@ -158,8 +158,8 @@ class Channel:
         self.switch.keep(asyncio.create_task(self._park_at(vt + PARK_DELAY_S)))  # after the BACKGROUND_JOB
 
     async def _release_at(self, vt: float) -> None:
-        await self.switch.clock.sleep_until(vt)
-        self._release()
+        async with self.switch.clock.at(vt, self.switch.lockstep):
+            self._release()
 
     def _release(self) -> None:
         """The held events go out, in order (spec.event_delay_s has passed, or the call hangs up); then the
@@ -186,16 +186,16 @@ class Channel:
         self.variables["current_application"] = app
 
     async def _park_at(self, vt: float) -> None:
-        await self.switch.clock.sleep_until(vt)
-        if self.hungup:
-            return
-        self._set_app("park", "")
-        self.fire("CHANNEL_EXECUTE", post=self._app_headers("park", ""), vt=vt)
-        self.parked = True
-        self.fire("CHANNEL_PARK", vt=vt)
-        if self._stream_at_park is not None:
-            self._attach_stream(*self._stream_at_park)
-            self._stream_at_park = None
+        async with self.switch.clock.at(vt, self.switch.lockstep):
+            if self.hungup:
+                return
+            self._set_app("park", "")
+            self.fire("CHANNEL_EXECUTE", post=self._app_headers("park", ""), vt=vt)
+            self.parked = True
+            self.fire("CHANNEL_PARK", vt=vt)
+            if self._stream_at_park is not None:
+                self._attach_stream(*self._stream_at_park)
+                self._stream_at_park = None
 
     def hangup(self, cause: str, who: str, vt: float | None = None) -> None:
         """Hang up (idempotent): CHANNEL_HANGUP and the WebSocket close now, the rest on the next tick."""

@@ -100,11 +100,17 @@ class AudioStream:
     # ---- connection -------------------------------------------------------------------------
 
     async def _connect(self) -> None:
+        work = self.channel.switch.on_media_work  # a lockstep run: the handshake is media work, taking no call time
+        if work is not None:
+            work(1)
         try:
             await self.client.connect()
         except WsError as exc:
             self._on_error(exc.code, exc.message)
             return
+        finally:
+            if work is not None:
+                work(-1)
         if self.metadata:
             self.client.send_text(self.metadata)
         self.channel.fire_custom("mod_audio_stream::connect", _compact({"status": "connected"}))
