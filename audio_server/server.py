@@ -13,7 +13,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import signal
 import socket
 import uuid
 from dataclasses import dataclass
@@ -32,8 +31,7 @@ from websockets.protocol import State
 from callbot.events import AudioEvent, Error, Final, Partial, to_json
 from callbot.stream import MarkerError, PlaybackMarker, parse_marker
 from callbot.audio_server.echo.reference import PromptLoadError, load_prompt_reference
-from callbot.audio_server.metrics import (AudioMetrics, StageClock, default_audio_metrics, default_metrics,
-                                          start_metrics_server)
+from callbot.audio_server.metrics import AudioMetrics, StageClock, default_audio_metrics, default_metrics
 from callbot.audio_server.pipeline.stream import PipelineOutput, StreamPipeline
 from callbot.audio_server.stream_params import StreamParams, StreamRequestError, parse_stream_request, redact
 from callbot.audio_server.stt.engine import SttEngine
@@ -588,25 +586,3 @@ async def _closing(ws: ServerConnection) -> bool:
     else:
         await _drain(ws)
     return True
-
-
-async def serve_until_signal(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM, then close every stream with 1001 and return."""
-    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # one line per stream event, not per handshake
-        logging.getLogger("websockets.server").setLevel(logging.WARNING)
-    server = AudioServer(settings)
-    await server.start()
-    if settings.audio_server.metrics_port is not None:
-        host, port = settings.audio_server.host, settings.audio_server.metrics_port
-        try:
-            bound = start_metrics_server(host, port)
-        except OSError as exc:
-            server.close()
-            await server.wait_closed()
-            raise ListenError(listen_problem("metrics", host, port, exc, "--metrics-port")) from None
-        log.info("metrics listening", extra={"host": settings.audio_server.host, "port": bound})
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.close)
-    await server.wait_closed()
-    log.info("audio server stopped")
