@@ -54,3 +54,12 @@ def test_eight_talking_streams_keep_barge_in_decisions_and_every_final() -> None
     assert finals >= segments - 2
     long_finals = [f.text.lower() for r, name in zip(loaded, PLAYLIST) if name == "long_reply" for f in r.of(Final)]
     assert len(long_finals) == 3 and all("interested" in t for t in long_finals)
+
+
+def test_word_errors_count_substitutions_deletions_and_insertions_over_normalised_words() -> None:
+    from callbot.audio_server.bench.stt import word_errors
+
+    assert word_errors("uh-huh okay right", "Uh-huh. Okay, right!") == 0  # case, punctuation, hyphens aside
+    assert word_errors("fine for me next monday", "for the next Monday.") == 2  # "fine" dropped, "me" -> "the"
+    assert word_errors("yes", "yes yes") == 1
+    assert word_errors("", "hello") == 1 and word_errors("hello", "") == 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import wave
 from dataclasses import dataclass, field
@@ -152,6 +153,32 @@ async def run_streams(playlists: list[list[Fixture]], settings: Settings, engine
     return list(await asyncio.gather(*(one(i) for i in range(len(playlists)))))
 
 
+def _words(text: str) -> list[str]:
+    """Lower-case words, punctuation and hyphens dropped ("Uh-huh." and "uh-huh" are the same two words)."""
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+
+
+def word_errors(reference: str, hypothesis: str) -> int:
+    """Substitutions + deletions + insertions between the two texts' words (Levenshtein over words)."""
+    ref, hyp = _words(reference), _words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        diag, row[0] = row[0], i
+        for j, said in enumerate(hyp, 1):
+            diag, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, diag + (word != said))
+    return row[-1]
+
+
+def wer(runs: list[StreamRun], playlists: list[list[Fixture]]) -> dict:
+    """Word error rate of every stream's finals, in order, against its playlist's sidecar transcripts."""
+    errors = words = 0
+    for run, playlist in zip(runs, playlists):
+        reference = " ".join(f.sidecar.get("transcript", "") for f in playlist)
+        errors += word_errors(reference, " ".join(e.text for e in run.of(Final)))
+        words += len(_words(reference))
+    return {"errors": errors, "words": words, "wer": round(errors / words, 4) if words else None}
+
+
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -204,6 +231,7 @@ async def bench_level(n: int, engine: SttEngine, settings: Settings, fixtures: l
         "partials_decoded": int(sample("callbot_stt_decode_seconds_count", kind="partial")),
         "partials_dropped": int(sample("callbot_stt_partials_dropped_total")),
         "barge_ins": sum(len(r.of(BargeIn)) for r in runs),
+        "word_errors": wer(runs, playlists),
     }
 
 
@@ -237,6 +265,7 @@ def run_bench(settings: Settings, levels: tuple[int, ...], duration_s: float,
         "model_load_s": round(load_s, 2),
         "settings": {"workers": stt.workers, "cpu_threads": stt.cpu_threads, "compute_type": stt.compute_type,
                      "beam_size": stt.beam_size, "partial_interval_ms": stt.partial_interval_ms,
+                     "speculative_final_ms": stt.speculative_final_ms,
                      "hangover_ms": settings.vad.hangover_ms},
         "duration_s_per_stream": duration_s,
         "fixtures": list(names),
