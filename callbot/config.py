@@ -434,7 +434,7 @@ def _calling_windows(value: tuple[str, ...]) -> str | None:
     return None
 
 
-# Every numeric setting has a range here (tests/test_config.py checks that none is missing); some
+# Every numeric setting has a range here (the config tests check that none is missing); some
 # strings have a form. A value outside is refused with its key and its source.
 LIMITS: dict[str, dict[str, Limit]] = {
     "esl": {

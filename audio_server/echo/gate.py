@@ -29,7 +29,7 @@ the prompt's window maxima, or the max of a strided slice of its rows (not a gat
 delay); the history's prompt rows come from one row per lattice point (frames 20 ms apart, delays
 5 ms apart); gathers use ``np.take``; the bound counts loud frames with one matrix product and
 sorts only the bands every delay has tested. Every sum, product and einsum still runs on the same
-values in the same order as the plain formulation (``_reference`` is kept; tests/test_pipeline_fast_paths.py
+values in the same order as the plain formulation (``_reference`` is kept; the fast-path tests
 checks each fast path against it), so no verdict changes by a bit.
 """
 

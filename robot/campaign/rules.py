@@ -1,7 +1,7 @@
 """The dialer's rules, sans-I/O: who may be dialled now, the outcome of a call, what happens to its contact, pacing.
 
 Every function takes the current instant as an argument; none reads a clock, sleeps or touches
-the database, so the rules are tested with a fake clock (tests/test_campaign_rules.py).
+the database, so the rules are tested with a fake clock.
 """
 
 from __future__ import annotations

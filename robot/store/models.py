@@ -1,7 +1,7 @@
 """The database tables: campaigns, contacts, call attempts with their events and transcripts, DNC and runners.
 
 The schema is owned by the Alembic migrations in ``robot/store/migrations``; these models must
-match their head (tests/test_store_migrations.py compares them). Every time is UTC: on SQLite,
+match their head (the migration tests compare them). Every time is UTC: on SQLite,
 which keeps no zone, :class:`UtcDateTime` stores naive UTC and hands back aware datetimes.
 """
 
