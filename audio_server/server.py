@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from callbot.events import AudioEvent, Error, Final, Partial, to_json
-from callbot.stream import MarkerError, PlaybackMarker, parse_marker
+from callbot.stream import AnsweredMarker, MarkerError, PlaybackMarker, parse_marker
 from callbot.audio_server.echo.reference import PromptLoadError, load_prompt_reference
 from callbot.audio_server.metrics import AudioMetrics, StageClock, default_audio_metrics, default_metrics
 from callbot.audio_server.pipeline.stream import PipelineOutput, StreamPipeline
@@ -199,6 +199,8 @@ class StreamSession:
             log.warning("playback marker refused", extra={"call": self.params.call, "t": round(t, 3),
                                                            "reason": str(exc)})
             return [to_json(Error(t=t, code="bad_marker", message=str(exc)), self.params.call)]
+        if isinstance(marker, AnsweredMarker):
+            return self.on_answered(marker, t)
         if marker is not None:
             return self.on_marker(marker, t)
         try:
@@ -211,6 +213,16 @@ class StreamSession:
             return self._ignored(text, "a prompt frame: send a playback marker instead (DESIGN section 2)")
         self.metadata = data
         log.info("metadata", extra={"call": self.params.call, "keys": ",".join(sorted(data))[:200]})
+        return []
+
+    def on_answered(self, marker: AnsweredMarker, t: float) -> list[str]:
+        """The answer's true offset before sample 0: the AMD times its rules from it (a verdict it now reaches
+        goes out in order with the transcripts); one already sent stands."""
+        call = self.params.call
+        log.info("answer offset", extra={"call": call, "t": round(t, 3), "ago_ms": marker.ago_ms,
+                                         "amd_decided": self.pipeline.amd.decision is not None})
+        for verdict in self.pipeline.amd.answered(marker.ago_ms):
+            self.outbox.put(verdict, call)
         return []
 
     def on_marker(self, marker: PlaybackMarker, t: float) -> list[str]:

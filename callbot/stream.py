@@ -274,23 +274,52 @@ class PlaybackMarker:
         return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def marker_command(call_uuid: str, marker: PlaybackMarker) -> str:
+ANSWERED_TYPE = "answered"
+
+
+@dataclass(frozen=True)
+class AnsweredMarker:
+    """``{"type":"answered","ago_ms":N}``: the call was answered N ms before the stream's sample 0, by the
+    switch's own stamps (CHANNEL_ANSWER to MEDIA_BUG_START). The URL's ``answered_ago_ms`` is the robot's
+    figure from before the switch ran the start command; on a busy switch the command runs later, and this
+    marker corrects it, so the AMD times its rules from the answer all the same."""
+
+    ago_ms: int
+
+    def __post_init__(self) -> None:
+        problem = ANSWERED_AGO_LIMIT.problem(self.ago_ms) if type(self.ago_ms) is int else "must be an integer"
+        if problem:
+            raise MarkerError(f"answered marker: ago_ms {self.ago_ms!r} {problem}")
+
+    def to_json(self) -> str:
+        return json.dumps({"type": ANSWERED_TYPE, "ago_ms": self.ago_ms}, separators=(",", ":"))
+
+
+Marker = PlaybackMarker | AnsweredMarker
+
+
+def marker_command(call_uuid: str, marker: Marker) -> str:
     """``uuid_audio_stream <uuid> send_text '<json>'``: single-quoted so spaces survive (wire facts 1.1)."""
     payload = marker.to_json()
     assert not any(ch in payload for ch in "'\\"), payload  # guaranteed by the checks above
     return f"uuid_audio_stream {canonical_uuid(call_uuid)} send_text '{payload}'"
 
 
-def parse_marker(text: str) -> PlaybackMarker | None:
-    """The playback marker in a text frame; None when the frame is not one (metadata, other JSON).
+def parse_marker(text: str) -> Marker | None:
+    """The robot's marker in a text frame; None when the frame is not one (metadata, other JSON).
 
-    A frame whose ``type`` is ``playback`` but that is malformed (unknown state or key, a file
+    A frame whose ``type`` is ``playback`` or ``answered`` but that is malformed (unknown state or key, a file
     that is absolute or has ``..``, a value of the wrong type) raises MarkerError saying what is wrong.
     """
     try:
         data = json.loads(text)
     except ValueError:
         return None
+    if isinstance(data, dict) and data.get("type") == ANSWERED_TYPE:
+        unknown = sorted(set(data) - {"type", "ago_ms"})
+        if unknown:
+            raise MarkerError(f"answered marker: unknown key {unknown[0][:40]!r}; keys are type, ago_ms")
+        return AnsweredMarker(data.get("ago_ms"))  # type: ignore[arg-type]  # checked in __post_init__
     if not isinstance(data, dict) or data.get("type") != MARKER_TYPE:
         return None
     unknown = sorted(set(data) - {"type", "state", "file", "text"})

@@ -183,3 +183,41 @@ def test_untold_the_amd_times_the_late_talker_from_the_stream_start() -> None:
     wav = demo_calls_dir() / "pauses_2500ms.wav"
     assert _late_stream(wav, 0.0)[0][:2] == ("human", "HUMAN")  # type: ignore[index]
     assert _late_stream(wav, 0.3, tell=False)[0][:2] == ("machine", "MAXWORDS")  # type: ignore[index]
+
+
+# ---- the switch's figure, told late (the ``answered`` marker) ----------------------------------------------
+
+def test_the_answered_marker_round_trips_and_refuses_what_it_cannot_carry() -> None:
+    from callbot.stream import AnsweredMarker, MarkerError, marker_command, parse_marker
+
+    marker = AnsweredMarker(240)
+    assert marker.to_json() == '{"type":"answered","ago_ms":240}'
+    assert parse_marker(marker.to_json()) == marker
+    assert marker_command(CALL, marker) == f"uuid_audio_stream {CALL} send_text '{marker.to_json()}'"
+    for bad, why in (('{"type":"answered","ago_ms":-1}', "between"), ('{"type":"answered","ago_ms":"5"}', "integer"),
+                     ('{"type":"answered"}', "integer"), ('{"type":"answered","ago_ms":5,"at":1}', "unknown key")):
+        with pytest.raises(MarkerError, match=why):
+            parse_marker(bad)
+
+
+def test_a_late_answered_figure_times_the_rules_from_the_true_answer() -> None:
+    """The URL said 0 ms (the robot's guess); the switch ran the start command 1.0 s after the answer. Told
+    mid-word, the AMD re-runs what it heard from the true answer: the late talker of above, not MAXWORDS."""
+    words = [(300, True), (200, False)] * 4 + [(1000, False)]
+    frames = [voiced for ms, voiced in [(200, False)] + words for _ in range(ms // 20)]
+    amd, out = _detector(0), []
+    for i, voiced in enumerate(frames):
+        if i == 35:  # 0.2 s of silence and a word and a half heard: no verdict yet
+            assert out == []
+            out += amd.answered(1000)
+        out += amd.feed(FrameDecision(Frame(np.zeros(320, np.int16), i * 320, 16000), voiced, -20.0))
+    (d,) = out
+    assert (d.result, d.cause) == ("human", "HUMAN")
+    (told_at_once,) = _feed(_detector(1000), [(200, False)] + words)
+    assert (d.result, d.cause, d.t) == (told_at_once.result, told_at_once.cause, told_at_once.t)
+
+
+def test_an_answered_figure_after_the_verdict_changes_nothing() -> None:
+    amd = _detector(0)
+    (d,) = _feed(amd, [(6000, False)])
+    assert amd.answered(1000) == [] and amd.decision == d

@@ -109,3 +109,16 @@ def test_a_marker_with_a_newline_in_its_words_is_still_a_marker() -> None:
     # a marker: its file is looked up (there is no such prompt), then the stream times out
     assert [parse_event(t)[1].code for t in texts] == ["prompt_not_found", "idle_timeout"]
     assert isinstance(parse_event(texts[0])[1], Error)
+
+
+def test_the_answered_marker_reaches_the_amd_and_its_verdict_goes_out_with_the_transcripts(tmp_path: Path) -> None:
+    """The URL said nothing (0 ms); the switch's stamps say the stream started 3 s after the answer: past the
+    2.5 s of initial silence, so the verdict is due on the next frame, and goes out through the outbox."""
+    session, _ = _session(tmp_path)
+    session.on_audio(b"\x00" * 640 * 10)  # 0.2 s of silence: no verdict yet
+    assert session.outbox.queue.empty()
+    assert session.on_text('{"type":"answered","ago_ms":3000}', 16384) == []
+    (verdict,) = [session.outbox.queue.get_nowait()[0] for _ in range(session.outbox.queue.qsize())]
+    assert (verdict.result, verdict.cause) == ("notsure", "INITIALSILENCE")
+    bad = session.on_text('{"type":"answered","ago_ms":-5}', 16384)
+    assert [parse_event(t)[1].code for t in bad] == ["bad_marker"]

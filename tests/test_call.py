@@ -437,3 +437,25 @@ def test_the_scenario_max_call_length_is_the_switch_side_limit_too() -> None:
     scenario = dataclasses.replace(load_scenario(bundled_scenario("survey_en")), max_call_s=90.0)
     h = CallHarness(scenario=scenario).start()
     assert "execute_on_answer_max_call=sched_hangup:+90" in h.sent[0][2]
+
+
+# ---- the answer's true offset: a start command the switch ran late ----------------------------------------
+
+@pytest.mark.parametrize("bug_after_s, told", [(0.3, 300), (0.005, None)])
+def test_a_stream_started_late_by_the_switch_gets_its_answer_offset_from_the_switch_stamps(bug_after_s, told) -> None:
+    """The URL says 0 ms (the start command went out at the answer); MEDIA_BUG_START's stamp says when the switch
+    ran it. A frame or more apart, the robot sends the switch's figure as an ``answered`` marker; less, nothing."""
+    from callbot.robot.call.events import MediaBugStarted
+
+    h = CallHarness().start()
+    answered_us = h.stamp()
+    h.feed(Answered(answered_us))
+    (start,) = [line for _, what, line in h.sent if "uuid_audio_stream" in line and " start " in line]
+    assert "answered_ago_ms=0" in start
+    h.feed(MediaBugStarted(answered_us + round(bug_after_s * 1e6)))
+    markers = [line for _, what, line in h.sent if '"type":"answered"' in line]
+    if told is None:
+        assert markers == [] and h.rows("answer_offset") == []
+    else:
+        assert markers == [f"uuid_audio_stream {h.call.uuid} send_text '{{\"type\":\"answered\",\"ago_ms\":{told}}}'"]
+        assert [(r["said_ms"], r["switch_ms"]) for r in h.rows("answer_offset")] == [(0, told)]

@@ -202,6 +202,15 @@ class AmdDetector:
             self._verdict = self._rules.frame(frame.end_t, frame.duration_ms, verdict.voiced)
         return self._release()
 
+    def answered(self, ago_ms: int) -> list[Amd]:
+        """The switch's own figure for how long before sample 0 the call was answered (the robot's ``answered``
+        marker): the rules are timed from it over every frame and hint so far. Too late once a verdict is sent."""
+        if self.decision is not None or not self.p.enabled or ago_ms == self._unheard_ms:
+            return []
+        self._unheard_ms = float(ago_ms)
+        self._verdict = self._replay()
+        return self._release()
+
     def on_transcript(self, text: str, t: float, final: bool) -> list[Amd]:
         """A partial or final from STT about the audio up to stream time ``t`` (the event's own ``t``)."""
         if self.decision is not None or not self.p.enabled:

@@ -34,7 +34,8 @@ from callbot.robot.esl.commands import (
 )
 from callbot.robot.scenario.intents import OPT_OUT_INTENT
 from callbot.robot.scenario.loader import Scenario, Step
-from callbot.stream import PlaybackMarker, marker_command, robot_stream_url
+from callbot.audio_format import FRAME_MS
+from callbot.stream import ANSWERED_AGO_LIMIT, AnsweredMarker, PlaybackMarker, marker_command, robot_stream_url
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ class Call:
         self.max_call_s = scenario.max_call_s or self.cfg.max_call_s
         self.audio_gone = False  # lost again after robot.stream_restarts restarts: on_audio_lost applies
         self.stream_index = 0  # which stream the audio events come from (0, then one more per restart)
+        self.said_answered_ago_ms: int | None = None  # what the first stream's URL told the audio server
 
     # ---- the sans-I/O surface ----------------------------------------------------------------
 
@@ -135,6 +137,7 @@ class Call:
                     offset = (event.switch_us - tl.answer_us) / 1e6
                     if self.stream_index == 0 and tl.stream_offset_s is None:
                         tl.stream_offset_s = offset
+                        self._correct_answered_ago(round(offset * 1000))
                     elif self.stream_index > 0:
                         tl.later_offsets.setdefault(self.stream_index, offset)
             case StreamConnected():
@@ -565,12 +568,22 @@ class Call:
 
     def _start_stream(self, what: str) -> None:
         assert self.audio_url is not None
+        self.said_answered_ago_ms = self._answered_ago_ms()
         url = robot_stream_url(self.audio_url, self.uuid, self.settings, lang=self.scenario.language,
-                               answered_ago_ms=self._answered_ago_ms())
+                               answered_ago_ms=self.said_answered_ago_ms)
         cmd = audio_stream_start_command(self.uuid, url, "mono", f"{self.cfg.stream_rate // 1000}k",
                                          {"call": self.uuid, "scenario": self.scenario.name})
         self._robot(what, url=url.split("token=")[0])
         self._send(Api(what, cmd))
+
+    def _correct_answered_ago(self, ago_ms: int) -> None:
+        """The switch's stamps put sample 0 ``ago_ms`` after the answer: when the URL said otherwise by a frame
+        or more (a busy switch ran the start command late), tell the audio server, so its AMD is timed right."""
+        said = self.said_answered_ago_ms
+        if said is None or abs(ago_ms - said) < FRAME_MS or not 0 <= ago_ms <= int(ANSWERED_AGO_LIMIT.hi or 0):
+            return
+        self._robot("answer_offset", said_ms=said, switch_ms=ago_ms)
+        self._send(Api("marker", marker_command(self.uuid, AnsweredMarker(ago_ms))))
 
     def _answered_ago_ms(self) -> int | None:
         """The first stream's ``answered_ago_ms``: how long before this start command the call was answered, in
