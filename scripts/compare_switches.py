@@ -79,6 +79,9 @@ SCENARIOS = (
 DROP_BOTH = {
     ("audio", "partial"): "interim transcripts: how many come depends on when each Whisper decode finishes on a "
                           "busy CPU, not on the switch (the final transcript and the reply are kept)",
+    ("robot", "answer_offset"): "the robot's note that MEDIA_BUG_START came a frame or more later than its "
+                                "stream URL said (it then sends the audio server an answered marker): how "
+                                "late the switch ran the start command, not what it did",
 }
 DROP_SIM: dict[tuple[str, str], str] = {}
 DROP_REAL: dict[tuple[str, str], str] = {}
@@ -109,6 +112,9 @@ SEGMENT_ROWS = {("audio", "speech_started"), ("audio", "speech_stopped"), ("audi
                 ("audio", "barge_in"), ("audio", "final"), ("robot", "barge_in_ignored")}
 KNOWN.update({(source, kind, event): "cmp-callee-audio-band" for source, event in SEGMENT_ROWS
               for kind in ("sim_only", "real_only", "moved")})
+# ... and whether the AMD verdict, held for a transcript of the greeting, reaches the robot before its broken
+# prompt's PLAYBACK_STOP (straight to wait_beep) or after it (listening first): a segment's final releases it.
+KNOWN.update({("robot", kind, "state(listening)"): "cmp-callee-audio-band" for kind in ("sim_only", "real_only")})
 
 
 
