@@ -66,17 +66,29 @@ def a_healthy_stream_works(port: int) -> None:
 
 
 def exchange(port: int, data: bytes, wait: float = 2.0) -> bytes:
-    """Send raw bytes, read until the peer closes (or ``wait`` passes)."""
+    """Send raw bytes, read until the peer closes (or ``wait`` passes).
+
+    Reads on a thread of its own from the start: a peer that closes on us while we still send (a
+    line over its limit) must not cost us what it said before (sendall fails with a reset first)."""
+    chunks: list[bytes] = []
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.settimeout(wait)
-        out = b""
+
+        def read() -> None:
+            try:
+                while chunk := s.recv(65536):
+                    chunks.append(chunk)
+            except (TimeoutError, ConnectionResetError, OSError):
+                pass
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
         try:
             s.sendall(data)
-            while chunk := s.recv(65536):
-                out += chunk
         except (TimeoutError, ConnectionResetError, BrokenPipeError):
             pass
-    return out
+        reader.join(wait + 1.0)
+    return b"".join(chunks)
 
 
 def handshake(path: str | None = None, version: bytes = b"13", key: bool = True) -> bytes:
