@@ -153,3 +153,22 @@ def test_stream_gap_ends_a_tone() -> None:
         out += det.feed(Frame(x[start:start + 320], start + (16000 if i >= 10 else 0), RATE))
     out += det.flush()
     assert [b.duration_ms for b in out] == [200, 200]
+
+
+@pytest.mark.parametrize("verdict, heard", [(None, True), ("machine", True), ("notsure", True), ("human", False)])
+def test_the_pipeline_listens_for_beeps_until_the_line_is_a_person(verdict: str | None, heard: bool) -> None:
+    """The robot waits for a beep only on a machine (or before any verdict): after ``human`` none is screened."""
+    from callbot.audio_server.pipeline.stream import StreamPipeline
+    from callbot.audio_server.stream_params import StreamParams
+    from callbot.config import Settings
+    from callbot.events import Amd, Beep
+
+    settings = Settings()
+    pipeline = StreamPipeline(StreamParams.defaults("5f0c2a4e-1b7d-4c9e-8a3f-2d6b9e1c7a55", settings), settings)
+    if verdict is not None:
+        pipeline.amd.decision = Amd(t=0.0, result=verdict, cause="TEST", decided_at_s=0.0)
+    data = pcm([silence(0.3), tone([1000], 0.5), silence(0.5)]).astype("<i2").tobytes()
+    events = pipeline.feed(data).events + pipeline.flush().events
+    beeps = [e for e in events if isinstance(e, Beep)]
+    assert pipeline.listens_for_beep is heard
+    assert len(beeps) == (1 if heard else 0), beeps

@@ -201,8 +201,17 @@ class StreamPipeline:
             out.echo.append(item.echo)
             self._after_segmenter(step, out, confirmed)
             out.events.extend(self.amd.feed(item.line))
-            out.events.extend(self.beep.feed(frame))
+            if self.listens_for_beep:
+                out.events.extend(self.beep.feed(frame))
         return out
+
+    @property
+    def listens_for_beep(self) -> bool:
+        """Beeps matter until the AMD calls the line a person: the robot waits for one only on a machine (or
+        before any verdict). After ``human`` the screen, an FFT of every loud frame, would cost 10-18 % of
+        the server's CPU for events nobody acts on; a tone then in progress is dropped, never reported."""
+        decision = self.amd.decision
+        return decision is None or decision.result != "human"
 
     def _rescued(self, item: _Accepted) -> FrameDecision:
         """Inside speech, a frame the guards refused counts when webrtcvad and the classifier both hear speech."""
@@ -226,7 +235,8 @@ class StreamPipeline:
             self.batcher.run()  # type: ignore[union-attr]  # the stream's last windows, shared batcher or not
         out = self.advance() if self._pending else PipelineOutput()
         self._after_segmenter(self.segmenter.flush(), out, self.confirmer.confirmed or self.classifier is None)
-        out.events.extend(self.beep.flush())
+        if self.listens_for_beep:
+            out.events.extend(self.beep.flush())
         return out
 
     def on_transcript(self, event: Partial | Final) -> list[AudioEvent]:
