@@ -96,10 +96,12 @@ def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, s
               help="That server's worker processes (default: audio_server.workers, else one per CPU).")
 @click.option("--server-speed", type=click.FloatRange(0, 1000), default=0.0, show_default=True,
               help="× real time the streams are sent at (0: as fast as the server reads them).")
+@click.option("--server-stt", is_flag=True,
+              help="That server also transcribes every stream (default: barge-in streams, as --no-stt).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.pass_obj
 def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_streams: int,
-                   server_workers: int | None, server_speed: float, as_json: bool) -> None:
+                   server_workers: int | None, server_speed: float, server_stt: bool, as_json: bool) -> None:
     """CPU cost of the audio pipeline (and optionally the whole server): µs per frame, streams per core at real
     time. The server's figure is stream-seconds of audio / CPU-seconds of all its processes."""
     from callbot.audio_server.bench.pipeline import DEFAULT_FIXTURES, run_bench
@@ -111,7 +113,8 @@ def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_s
     report = run_bench(fixtures, settings, repeat)
     if server_streams > 0:
         workers = server_workers or settings.audio_server.workers or default_workers()
-        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path, workers, server_speed)
+        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path, workers, server_speed,
+                                            server_stt)
     if as_json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")

@@ -17,6 +17,7 @@ def test_server_streams_per_core_count_the_workers_cpu() -> None:
     assert result.exit_code == 0, result.output
     server = json.loads(result.stdout)["server"]
     assert server["workers"] == 2 and server["speed"] == 0.0
+    assert server["stt"] is False  # barge-in streams unless --server-stt
     assert server["audio_s"] == server["frames"] / 50
     assert server["streams_per_core_realtime"] == round(server["audio_s"] / server["server_cpu_s"])
     # The supervisor does nothing per frame: a frame costs this much only if the workers' CPU is counted.

@@ -50,15 +50,16 @@ def _wait_for_port(log_path: Path, proc: subprocess.Popen) -> int:
 
 
 def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int,
-                speed: float) -> tuple[float, int, float]:
+                speed: float, stt: bool) -> tuple[float, int, float]:
     """Child CPU seconds, frames served and wall seconds for ``streams`` concurrent fixture streams
-    sent at ``speed`` x real time (0: as fast as the server reads them)."""
+    sent at ``speed`` x real time (0: as fast as the server reads them); ``stt``: transcripts too."""
     with tempfile.TemporaryDirectory() as tmp:
         log_path = Path(tmp) / "server.log"
         before = _children_cpu()
         with open(log_path, "w") as log_file:
             args = [*SERVER, *(["--config", config] if config else []), "--log-json", "audio-server", "--port", "0",
-                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1)), "--workers", str(workers)]
+                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1)), "--workers", str(workers),
+                    *([] if stt else ["--no-stt"])]
             # the clients send as fast as the server reads: this measures cost, so the rate cap is lifted
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "CALLBOT_AUDIO_SERVER_MAX_SPEED": str(UNCAPPED),
                    "CALLBOT_AUDIO_SERVER_REPLAY_MAX_SPEED": str(UNCAPPED)}
@@ -82,22 +83,25 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int
 
 
 def run_server_bench(fixtures: Path, streams: int, config: str | None = None, workers: int = 1,
-                     speed: float = 0.0) -> dict:
+                     speed: float = 0.0, stt: bool = False) -> dict:
     """µs of server CPU per 20 ms frame, WebSocket and logging included; streams per core at real time.
 
     ``streams_per_core_realtime`` = stream-seconds of audio / CPU-seconds of every server process
-    (supervisor and workers; not this process, which generates the load).
+    (supervisor and workers; not this process, which generates the load). By default these are
+    barge-in streams (barge-in, AMD, beeps: ``--no-stt``); ``stt`` adds Whisper on every stream, whose
+    cost is per second of speech rather than per frame (``callbot stt-bench``).
     """
     wavs = sorted(fixtures.glob("*.wav"))
     load_start = os.getloadavg()
-    idle_cpu, _, _ = _server_cpu(wavs, 0, config, workers, speed)
-    cpu, frames, wall = _server_cpu(wavs, streams, config, workers, speed)
+    idle_cpu, _, _ = _server_cpu(wavs, 0, config, workers, speed, stt)
+    cpu, frames, wall = _server_cpu(wavs, streams, config, workers, speed, stt)
     busy = max(cpu - idle_cpu, 1e-9)
     audio_s = frames / FRAMES_PER_S
     return {
         "streams": streams,
         "workers": workers,
         "speed": speed,
+        "stt": stt,
         "frames": frames,
         "audio_s": round(audio_s, 2),
         "wall_s": round(wall, 3),
