@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 import pytest
 
@@ -172,3 +175,102 @@ def test_the_pipeline_listens_for_beeps_until_the_line_is_a_person(verdict: str 
     beeps = [e for e in events if isinstance(e, Beep)]
     assert pipeline.listens_for_beep is heard
     assert len(beeps) == (1 if heard else 0), beeps
+
+
+# --- The frame screen is an optimised copy of this plain-numpy reference: same FrameTone, bit for bit ---
+
+def _reference_peak_hz(power: np.ndarray, k: int, hz_per_bin: float) -> float:
+    if 0 < k < len(power) - 1:
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
+        den = a - 2 * b + c
+        if den < 0:
+            return (k + 0.5 * (a - c) / den) * hz_per_bin
+    return k * hz_per_bin
+
+
+def _reference_spectrum(x: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
+    n = 1 << max(11, int(np.ceil(np.log2(len(x) * 2))))
+    power = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(len(x)), n)) ** 2
+    return power, rate / n
+
+
+def _reference_band_energy(power: np.ndarray, hz_per_bin: float, centre: float, half_width: float) -> float:
+    lo = max(0, int(np.floor((centre - half_width) / hz_per_bin)))
+    hi = int(np.ceil((centre + half_width) / hz_per_bin)) + 1
+    return float(power[lo:hi].sum())
+
+
+def reference_screen(s: AmdSettings, frame: Frame) -> tuple[float | None, float]:
+    """BeepDetector.screen as it was before it was optimised (plain numpy): (freq_hz, rms)."""
+    x = frame.samples.astype(np.float64)
+    rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
+    if rms <= 0 or 20 * np.log10(rms / 32768.0) < s.beep_min_dbfs:
+        return None, rms
+    power, hz = _reference_spectrum(x, frame.rate)
+    lo, hi = int(s.beep_min_hz / hz), min(len(power) - 1, int(s.beep_max_hz / hz) + 1)
+    k = lo + int(np.argmax(power[lo:hi]))
+    freq = _reference_peak_hz(power, k, hz)
+    lobe = 2.4 * frame.rate / len(x)
+    purity = _reference_band_energy(power, hz, freq, lobe) / float(power.sum())
+    ok = purity >= s.beep_frame_purity and s.beep_min_hz <= freq <= s.beep_max_hz
+    return (freq if ok else None), rms
+
+
+def _screen_signals(rate: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(7)
+    signals = [tone([f], 0.3, dbfs=d, rate=rate) for f in (300, 400, 440, 697, 1000, 1400, 1950, 2500, 3500)
+               if f < rate / 2 for d in (-3.0, -20.0, -44.0, -46.0, -70.0)]
+    signals += [tone([440, 480], 0.3, rate=rate), tone([941, 1336], 0.3, rate=rate), silence(0.2, rate)]
+    signals += [vowel(f0, 0.3, formants, vibrato_hz=5.0, depth=d, rate=rate) * g
+                for f0 in (110, 220, 440) for formants in (VOWEL_A, VOWEL_U) for d, g in ((0.0, 1.0), (0.03, 0.02))]
+    signals += [rng.normal(0, sd, int(0.3 * rate)) for sd in (0.3, 0.01, 0.001)]
+    signals += [0.1 + tone([1000], 0.3, dbfs=-30, rate=rate)]  # a DC offset
+    return signals
+
+
+@pytest.mark.parametrize("rate", [8000, 16000])
+def test_screen_is_bit_identical_to_the_reference(rate: int) -> None:
+    default = AmdSettings()
+    # a threshold that frames of constant level 184 hit exactly: the level test's logarithm is taken
+    edge = dataclasses.replace(default, beep_min_dbfs=20 * math.log10(184 / 32768.0))
+    narrow = dataclasses.replace(default, beep_min_hz=900.0, beep_max_hz=1100.0, beep_frame_purity=0.3)
+    frames = []
+    for noise in (None, -60.0):
+        for x in _screen_signals(rate):
+            samples = pcm([x], noise_dbfs=noise)
+            for size in (rate // 50, rate // 100, rate * 3 // 100, 317):  # 20, 10, 30 ms and an odd length
+                frames += [Frame(samples[i:i + size], i, rate) for i in range(0, len(samples) - size + 1, size)]
+    frames += [Frame(np.full(rate // 50, level, dtype=np.int16), 0, rate) for level in (-184, 183, 184, 185, 0)]
+    frames += [Frame(np.zeros(0, dtype=np.int16), 0, rate), Frame(np.array([5000], dtype=np.int16), 0, rate)]
+    tonal = dc = 0
+    for settings in (default, edge, narrow):
+        det = BeepDetector(settings)
+        for frame in frames:
+            got = det.screen(frame)
+            try:
+                want = reference_screen(settings, frame)
+            except ZeroDivisionError:  # the reference's one failure: a loud constant frame has no spectrum
+                assert got.freq_hz is None and np.all(frame.samples == frame.samples[0]), frame
+                want = (None, got.rms)
+                dc += 1
+            assert (got.freq_hz, got.rms) == want and (got.freq_hz is None) == (want[0] is None), frame
+            tonal += got.freq_hz is not None
+    assert tonal > 100  # the comparison covers the whole screen, not just the quiet exit
+    assert dc == 2 + 4 + 2  # level 185 and one sample; at the edge threshold also +-184, loud by a hair
+
+
+def test_spectrum_helpers_are_bit_identical_to_the_reference() -> None:
+    """_verify shares _spectrum, _peak_hz and _band_energy with the screen: same bits for a whole tone."""
+    from callbot.audio_server.amd.beep import _band_energy, _peak_hz, _spectrum
+
+    for x, rate in ((tone([1000], 0.5), RATE), (vowel(220, 0.74), RATE), (tone([440], 1.5, rate=8000), 8000),
+                    (np.random.default_rng(5).normal(0, 0.1, 3333), RATE)):
+        samples = pcm([x]).astype(np.float64)
+        kept = samples.copy()
+        (power, hz), (want, want_hz) = _spectrum(samples, rate), _reference_spectrum(samples, rate)
+        assert hz == want_hz and np.array_equal(power, want) and np.array_equal(samples, kept)
+        for k in (0, 1, 50, int(np.argmax(power)), len(power) - 2, len(power) - 1):
+            freq = _peak_hz(power, k, hz)
+            assert freq == _reference_peak_hz(want, k, hz)
+            for centre, width in ((freq, 20.0), (2 * freq, 20.0), (freq / 3, 15.0), (freq, 240.0)):
+                assert _band_energy(power, hz, centre, width) == _reference_band_energy(want, hz, centre, width)

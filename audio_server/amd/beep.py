@@ -11,6 +11,7 @@ have two), no harmonics (a sung vowel has many), a steady pitch (vibrato) and a 
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,7 +50,9 @@ class _Run:
 def _peak_hz(power: np.ndarray, k: int, hz_per_bin: float) -> float:
     """Frequency of bin ``k`` refined by a parabola through the log power of its neighbours."""
     if 0 < k < len(power) - 1:
-        a, b, c = np.log(power[k - 1 : k + 2] + 1e-12)
+        # np.log, not math.log: the two differ in the last bit on some values (numpy's SIMD log);
+        # the rest is the same double arithmetic on Python floats as it was on np.float64.
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-12).tolist()
         den = a - 2 * b + c
         if den < 0:
             return (k + 0.5 * (a - c) / den) * hz_per_bin
@@ -61,17 +64,57 @@ def _hann(n: int) -> np.ndarray:
     return np.hanning(n)
 
 
+@functools.lru_cache(maxsize=16)
+def _fft_len(m: int) -> int:
+    """FFT length for ``m`` samples: at least twice as long (and 2048) for a fine peak estimate."""
+    return 1 << max(11, int(np.ceil(np.log2(m * 2))))
+
+
+try:  # numpy >= 2: the FFT ufunc behind np.fft.rfft (see audio_server/echo/reference.py)
+    from numpy.fft._pocketfft_umath import rfft_n_even as _rfft_n_even
+except ImportError:  # pragma: no cover - another numpy: np.fft.rfft itself
+    _rfft_n_even = None
+
+
+def _rfft(x: np.ndarray, n: int) -> np.ndarray:
+    """``np.fft.rfft(x, n)`` of a 1-D float64 ``x`` with ``len(x) <= n``, ``n`` even, without its argument
+    handling: the very call np.fft.rfft makes (the ufunc zero-pads to the length of ``out``), same bits."""
+    if _rfft_n_even is None or n % 2 or x.ndim != 1 or x.dtype != np.float64:
+        return np.fft.rfft(x, n)
+    return _rfft_n_even(x, 1, axes=[(0,), (), (0,)], out=np.empty(n // 2 + 1, dtype=np.complex128))
+
+
+def _power(x: np.ndarray, window: np.ndarray, n: int) -> np.ndarray:
+    """|rfft((x - mean) * window, n)|**2; ``x`` (float64, ours) is overwritten."""
+    x -= np.add.reduce(x) / len(x)  # x.mean(): the same sum, the same division
+    x *= window
+    power = np.abs(_rfft(x, n))
+    return np.square(power, out=power)  # what ``** 2`` calls
+
+
 def _spectrum(x: np.ndarray, rate: int) -> tuple[np.ndarray, float]:
     """Hann-windowed power spectrum, zero-padded for a fine peak estimate; returns (power, Hz per bin)."""
-    n = 1 << max(11, int(np.ceil(np.log2(len(x) * 2))))
-    power = np.abs(np.fft.rfft((x - x.mean()) * _hann(len(x)), n)) ** 2
-    return power, rate / n
+    n = _fft_len(len(x))
+    return _power(np.array(x, dtype=np.float64), _hann(len(x)), n), rate / n
 
 
 def _band_energy(power: np.ndarray, hz_per_bin: float, centre: float, half_width: float) -> float:
-    lo = max(0, int(np.floor((centre - half_width) / hz_per_bin)))
-    hi = int(np.ceil((centre + half_width) / hz_per_bin)) + 1
-    return float(power[lo:hi].sum())
+    lo = max(0, math.floor((centre - half_width) / hz_per_bin))
+    hi = math.ceil((centre + half_width) / hz_per_bin) + 1
+    return float(np.add.reduce(power[lo:hi]))
+
+
+class _Geometry:
+    """What screening a frame of one length at one rate needs, computed once."""
+
+    __slots__ = ("n", "window", "hz", "lo", "hi", "lobe")
+
+    def __init__(self, s: AmdSettings, rate: int, m: int) -> None:
+        self.n = n = _fft_len(m)
+        self.window = _hann(m)
+        self.hz = hz = rate / n
+        self.lo, self.hi = int(s.beep_min_hz / hz), min(n // 2, int(s.beep_max_hz / hz) + 1)  # len(power) - 1
+        self.lobe = 2.4 * rate / m  # a little over the Hann main lobe of one frame
 
 
 class BeepDetector:
@@ -81,6 +124,9 @@ class BeepDetector:
         self.s = settings
         self._run: _Run | None = None
         self._next_start: int | None = None
+        self._for: AmdSettings | None = None  # the settings _geometry and _quiet/_loud were made for
+        self._geometry: dict[tuple[int, int], _Geometry] = {}
+        self._quiet = self._loud = 0.0
 
     def feed(self, frame: Frame) -> list[Beep]:
         """Screen one frame; returns a Beep when the tone in progress ended just before it."""
@@ -113,19 +159,48 @@ class BeepDetector:
         return self._close()
 
     def screen(self, frame: Frame) -> FrameTone:
-        """Is this frame loud and dominated by one spectral peak in the beep band?"""
-        x = frame.samples.astype(np.float64)
-        rms = float(np.sqrt(np.mean(x * x))) if len(x) else 0.0
-        if rms <= 0 or 20 * np.log10(rms / _FULL_SCALE) < self.s.beep_min_dbfs:
+        """Is this frame loud and dominated by one spectral peak in the beep band?
+
+        It runs on every frame until the line is a person, so it is the plain numpy version (kept as
+        ``reference_screen`` in tests/test_beep_detector.py, which checks the bits) made cheap without
+        changing a bit of its FrameTone: the constants of a frame length are cached, the level test
+        compares the RMS with precomputed bounds (taking the logarithm only right at the threshold),
+        and the ufuncs are called without numpy's Python wrappers (mean, sum, rfft).
+        """
+        s = self.s
+        if s is not self._for:
+            self._reset_cache()
+        samples = frame.samples
+        m = len(samples)
+        if not m:
+            return FrameTone(None, 0.0)
+        rms = math.sqrt(np.add.reduce(np.square(samples, dtype=np.float64)) / m)  # sqrt(mean(x * x))
+        if not rms > self._loud and (rms < self._quiet or rms <= 0
+                                     or 20 * np.log10(rms / _FULL_SCALE) < s.beep_min_dbfs):
             return FrameTone(None, rms)
-        power, hz = _spectrum(x, frame.rate)
-        lo, hi = int(self.s.beep_min_hz / hz), min(len(power) - 1, int(self.s.beep_max_hz / hz) + 1)
-        k = lo + int(np.argmax(power[lo:hi]))
-        freq = _peak_hz(power, k, hz)
-        lobe = 2.4 * frame.rate / len(x)  # a little over the Hann main lobe of one frame
-        purity = _band_energy(power, hz, freq, lobe) / float(power.sum())
-        ok = purity >= self.s.beep_frame_purity and self.s.beep_min_hz <= freq <= self.s.beep_max_hz
+        g = self._geometry.get((frame.rate, m))
+        if g is None:
+            g = self._geometry[frame.rate, m] = _Geometry(s, frame.rate, m)
+        power = _power(samples.astype(np.float64), g.window, g.n)
+        k = g.lo + int(power[g.lo:g.hi].argmax())
+        freq = _peak_hz(power, k, g.hz)
+        total = float(np.add.reduce(power))
+        if not total:  # a constant frame (or one sample): nothing but DC, which the mean removal took
+            return FrameTone(None, rms)  # (the screen used to raise ZeroDivisionError here)
+        purity = _band_energy(power, g.hz, freq, g.lobe) / total
+        ok = purity >= s.beep_frame_purity and s.beep_min_hz <= freq <= s.beep_max_hz
         return FrameTone(freq if ok else None, rms)
+
+    def _reset_cache(self) -> None:
+        self._for, self._geometry = self.s, {}
+        # The level test ``20 * log10(rms / full scale) < beep_min_dbfs`` as RMS bounds, 1e-6 (9e-6 dB)
+        # either side of the threshold: only between them is the logarithm taken, as before, so its
+        # verdict is the same even where np.log10 and the threshold's rounding differ in the last bit.
+        try:
+            threshold = _FULL_SCALE * 10.0 ** (self.s.beep_min_dbfs / 20)
+        except OverflowError:  # an absurd beep_min_dbfs: every frame is quiet, as it was
+            threshold = math.inf
+        self._quiet, self._loud = threshold * (1 - 1e-6), threshold * (1 + 1e-6)
 
     def _close(self) -> list[Beep]:
         run, self._run = self._run, None
