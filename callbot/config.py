@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -529,9 +530,17 @@ ORDERED: dict[str, tuple[tuple[str, str], ...]] = {
 }
 
 
+@functools.cache
 def _section_types() -> dict[str, type]:
-    hints = typing.get_type_hints(Settings)
+    hints = type_hints(Settings)
     return {f.name: hints[f.name] for f in dataclasses.fields(Settings)}
+
+
+@functools.cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, once per class: every stream URL's keys are coerced through it, and
+    resolving the annotations each time cost 3 % of the audio server's CPU on 6 s streams. Do not mutate."""
+    return typing.get_type_hints(cls)
 
 
 def section_name(cls: type) -> str:
@@ -611,7 +620,7 @@ def coerce_setting(section: str, name: str, value: Any, where: str) -> Any:
     and the setting it overrides accept exactly the same values. Raises ConfigError naming ``where``.
     """
     cls = _section_types()[section]
-    typed = coerce(value, typing.get_type_hints(cls)[name], where)
+    typed = coerce(value, type_hints(cls)[name], where)
     limit = LIMITS.get(section, {}).get(name)
     if limit and isinstance(typed, Mapping):  # a table: each entry is checked and named on its own
         for key, item in typed.items():
@@ -656,7 +665,7 @@ def apply_overrides(settings: Settings, values: Mapping[str, Any], source: str, 
         if sec not in sections:
             raise ConfigError(f"{source}: unknown section [{sec}]; sections are {', '.join(sections)}")
         cls = sections[sec]
-        hints = typing.get_type_hints(cls)
+        hints = type_hints(cls)
         current = getattr(settings, sec)
         updates = {}
         for name, value in fields_.items():
