@@ -62,8 +62,6 @@ class EchoSettings:
     bound_rise_db_per_s: float = 6.0  # the bound may rise this fast (it falls at once)
     confirm_checks: int = 5  # after a lock, estimates stay at the quick pace until the delay is found again, this
     # many at most (a line with no echo locks by chance on and off: it must not keep the quick pace's cost)
-    unlocked_checks: int = 5  # before any lock, this many estimates in a row below lock_correlation slow the
-    # pace to that of a confirmed path (a line with no echo never locks: it must not pay the quick pace all call)
     confirm_correlation: float = 0.8  # a path is trusted when two estimates in a row this sure find its delay (a
     # real path: 0.92-0.94 each time; chance locks on a line without echo reach that once, seldom twice at one delay)
 
@@ -120,7 +118,6 @@ class EchoGate:
         # ... by two sure estimates in a row (``confirm_correlation``): what AMD may rely on
         self.trusted = False
         self._unconfirmed_locks = 0  # locks since the last confirmation that found another delay
-        self._unlocked = 0  # estimates in a row, before any lock, that found none
         self._sure_lock = False  # the last lock was sure (confirm_correlation)
         self.gains: np.ndarray | None = None
         self.correlation = 0.0
@@ -132,7 +129,6 @@ class EchoGate:
         self.prompt = prompt
         self.timeline.start(at)
         self._hist_y, self._hist_start = [], []
-        self._unlocked = 0  # a new prompt gets its quick estimates: its echo may show where the last one's did not
 
     def stop(self, at: int) -> None:
         self.timeline.stop(at)
@@ -249,11 +245,7 @@ class EchoGate:
         if len(self._hist_y) > self._history_frames:
             del self._hist_y[0], self._hist_start[0]
         self._since_estimate += 1
-        s = self.settings
-        if self.delay is None:
-            quick = self._unlocked < s.unlocked_checks
-        else:
-            quick = not self.confirmed and self._unconfirmed_locks <= s.confirm_checks
+        quick = self.delay is None or (not self.confirmed and self._unconfirmed_locks <= self.settings.confirm_checks)
         every = self._estimate_every if quick else 5 * self._estimate_every  # re-check slower once confirmed
         if self._since_estimate >= every and len(self._hist_y) >= self._history_frames // 2:
             self._since_estimate = 0
@@ -290,9 +282,7 @@ class EchoGate:
         best = int(np.argmax(corr))
         self.correlation = float(corr[best])
         if self.correlation < self.settings.lock_correlation:
-            self._unlocked += 1
             return
-        self._unlocked = 0
         sure = self.correlation >= self.settings.confirm_correlation
         self.confirmed = self.delay is not None and abs(int(delays[best]) - self.delay) <= self._slack
         self.trusted = self.confirmed and sure and self._sure_lock
