@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import logging
 import uuid as uuidlib
@@ -26,6 +27,7 @@ from callbot.simswitch.esl.server import RUDE_REJECTION, EslConnection
 log = logging.getLogger(__name__)
 
 DEFAULT_FIXTURES = demo_calls_dir()
+TICK_LAGS_KEPT = 60_000  # 20 minutes of media ticks
 
 
 def _unlisted(settings: SimSwitchSettings, name: str, given: Any) -> Any:
@@ -85,6 +87,8 @@ class SimSwitch:
         self.connections: set[EslConnection] = set()
         self.esl_port = 0
         self.max_tick_lag_s = 0.0  # worst lateness of the media tick (virtual s): > 0.02 means catch-up
+        # each tick's lateness (virtual s), the last TICK_LAGS_KEPT: how far a load generator fell behind its media
+        self.tick_lags: collections.deque[float] = collections.deque(maxlen=TICK_LAGS_KEPT)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -211,6 +215,7 @@ class SimSwitch:
             await self.clock.sleep_until(tick * MEDIA_TICK_S)
             now = self.clock.now()
             self.max_tick_lag_s = max(self.max_tick_lag_s, now - tick * MEDIA_TICK_S)
+            self.tick_lags.append(now - tick * MEDIA_TICK_S)
             due = int(now / MEDIA_TICK_S + 1e-9)
             while tick <= due:
                 for channel in list(self.live.values()):

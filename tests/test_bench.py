@@ -124,6 +124,8 @@ def test_a_small_real_bench_scores_every_call(tmp_path):
 
     assert set(doc["cpu_s"]) == {"audio_server", "robot", "switch"}
     assert doc["cpu_s"]["audio_server"] > 0 and doc["cpu_s"]["switch"] > 0
+    lag = doc["switch_tick_lag_ms"]  # how late the load generator ran its media ticks: measured, not made up
+    assert set(lag) == {"p50", "p95", "p100"} and 0 <= lag["p50"] <= lag["p95"] <= lag["p100"] < 5000, lag
     assert all(isinstance(v, float) and v > 0 for v in doc["cpu_s"].values())
     by_process = doc["peak_rss_mb_by_process"]
     assert doc["peak_rss_mb"] == pytest.approx(by_process["audio_server"] + by_process["bench"], abs=0.2)

@@ -114,6 +114,9 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
         try:
             tids = robot.call(threading.get_native_id), switch.call(threading.get_native_id)
             stt_before, cpu_before = audio.stt_totals(), _cpu_snapshot(audio, *tids)
+            sim = switch.switch
+            assert sim is not None
+            switch.call(sim.tick_lags.clear)
             started = time.monotonic()
             future = robot.submit(_run_calls, run_settings, scenario, [f"fixture/{w}" for w in chosen], starts_s,
                                   progress)
@@ -124,6 +127,7 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
                                  f"raise it, or run fewer --calls or a higher --speed") from None
             wall_s = time.monotonic() - started
             cpu_after, stt_after = _cpu_snapshot(audio, *tids), audio.stt_totals()
+            tick_lags_ms = switch.call(lambda: [1000 * lag for lag in sim.tick_lags])
         finally:
             robot.stop()
         threshold_s, bridge_s = settings.bargein.min_speech_ms / 1000, settings.bargein.bridge_ms / 1000
@@ -154,6 +158,9 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
         # the audio server's share of the barge-in latency: its barge_in event's ::json at the switch
         "barge_in_relayed_ms": percentiles([r["barge_in_path_ms"]["relayed"] for r in rows
                                             if r["barge_in_path_ms"] is not None], (50, 95, 100)),
+        # how late simswitch ran its 20 ms media ticks (the load generator, not the audio server, falling behind)
+        "switch_tick_lag_ms": {k: None if v is None else round(v, 1)
+                               for k, v in percentiles(tick_lags_ms, (50, 95, 100)).items()},
         "ramp_s": cfg.ramp_s if ramp else 0.0,
         "failed": sum(r["error"] is not None for r in rows),
         "amd_mismatches": scored["amd_mismatches"],  # calls whose amd verdict is not the sidecar's expect.amd
