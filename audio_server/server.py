@@ -433,47 +433,14 @@ class AudioServer:
         cfg = self.settings.audio_server
         clock = self.clock
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + cfg.idle_timeout_s
         pace = RateCap(cfg.replay_max_speed if session.params.replay else cfg.max_speed, cfg.speed_headroom_s,
                        "audio_server.replay_max_speed" if session.params.replay else "audio_server.max_speed")
         reframer = session.pipeline.reframer
-        task = asyncio.current_task()
-        assert task is not None
-        cancelling = task.cancelling()
-        idle: asyncio.Handle | None = None
-        armed = deadline
-        waiting = expired = False
-
-        def arm() -> None:  # as asyncio.Timeout.reschedule: a deadline already past fires on the next turn
-            nonlocal idle, armed
-            armed = deadline
-            idle = loop.call_soon(on_idle) if deadline <= loop.time() else loop.call_at(deadline, on_idle)
-
-        def on_idle() -> None:
-            """The idle deadline as one lazy timer: an asyncio.timeout_at around each recv cost 5-8 % of the
-            server's CPU at 200 streams (Timeout.__aenter__, current_task, reschedule on every 20 ms message).
-            Re-arms at a moved ``deadline``; else cancels a pending recv only (safe in websockets: the message
-            stays queued), never a message's processing, the classifier await or a send."""
-            nonlocal idle, expired
-            if deadline > armed:
-                arm()
-                return
-            idle = None  # armed again before the next recv when it did not interrupt this one
-            if waiting:
-                expired = True
-                task.cancel()
-
+        idle = IdleTimer(loop, loop.time() + cfg.idle_timeout_s)
         try:
             while True:
-                if idle is None:
-                    arm()
-                waiting = True
-                try:
-                    message = await ws.recv()
-                except asyncio.CancelledError:
-                    if not expired or task.uncancel() > cancelling:
-                        raise
-                    expired = waiting = False
+                message = await idle.recv(ws)
+                if message is None:
                     if await _closing(ws):
                         return
                     try:  # a loop busy with other streams may read this one's audio in the same turn as its deadline
@@ -481,7 +448,6 @@ class AudioServer:
                     except TimeoutError:
                         raise StreamFailure("idle_timeout", f"no audio for {cfg.idle_timeout_s:g} s "
                                             "(audio_server.idle_timeout_s)", CLOSE_POLICY) from None
-                waiting = False
                 received_at = perf_counter()
                 replies: list[tuple[AudioEvent | None, str]]
                 if isinstance(message, str):
@@ -505,7 +471,7 @@ class AudioServer:
                     clock.message(len(out.frames))
                     replies = [(event, to_json(event, session.params.call)) for event in out.events]
                     if reframer.samples_received > received:  # audio, not an empty or one-byte frame, keeps it alive
-                        deadline = loop.time() + cfg.idle_timeout_s
+                        idle.deadline = loop.time() + cfg.idle_timeout_s
                     work = len(replies) - 1  # this message is handled; its replies are on their way
                 if work and self.on_media_work is not None:
                     self.on_media_work(work)
@@ -520,8 +486,7 @@ class AudioServer:
                     if event is not None:
                         self.metrics.sent(event, sent_at - received_at)
         finally:
-            if idle is not None:
-                idle.cancel()
+            idle.cancel()
 
     async def _fail(self, ws: ServerConnection, session: StreamSession, exc: StreamFailure) -> None:
         t = session.pipeline.stream_time
@@ -536,6 +501,62 @@ class AudioServer:
         closing = asyncio.create_task(ws.close(exc.close_code, exc.code))
         await _drain(ws)
         await closing
+
+
+class IdleTimer:
+    """A stream's idle deadline as one lazy timer: an ``asyncio.timeout_at`` around each ``recv`` cost 5-8 % of
+    the server's CPU at 200 streams (Timeout.__aenter__, current_task, reschedule on every 20 ms message).
+
+    ``deadline`` (loop time) may move on every message; the timer re-arms only when it fires after a move.
+    At the deadline it cancels a pending ``recv`` only (safe in websockets: the message stays queued), never
+    a message's processing, the classifier await or a send: the next ``recv`` then sees the deadline.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.loop, self.deadline, self._task = loop, deadline, task
+        self._cancelling = task.cancelling()  # cancels from elsewhere (shutdown) are not ours to swallow
+        self._handle: asyncio.Handle | None = None
+        self._armed = deadline
+        self._waiting = self._expired = False
+
+    async def recv(self, ws: ServerConnection) -> str | bytes | None:
+        """The next message, or None when the deadline passed while waiting for it."""
+        if self._handle is None:
+            self._arm()
+        self._waiting = True
+        try:
+            return await ws.recv()
+        except asyncio.CancelledError:
+            if not self._expired or self._task.uncancel() > self._cancelling:
+                raise
+            self._expired = False
+            return None
+        finally:
+            self._waiting = False
+
+    def cancel(self) -> None:
+        """The stream is over: no timer is left behind."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _arm(self) -> None:  # as asyncio.Timeout.reschedule: a deadline already past fires on the next turn
+        self._armed = self.deadline
+        if self.deadline > self.loop.time():
+            self._handle = self.loop.call_at(self.deadline, self._on_idle)
+        else:
+            self._handle = self.loop.call_soon(self._on_idle)
+
+    def _on_idle(self) -> None:
+        if self.deadline > self._armed:
+            self._arm()
+            return
+        self._handle = None  # armed again before the next recv when it did not interrupt this one
+        if self._waiting:
+            self._expired = True
+            self._task.cancel()
 
 
 class RateCap:

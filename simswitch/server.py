@@ -214,8 +214,9 @@ class SimSwitch:
                 self.clock.set_barrier(self, tick * MEDIA_TICK_S)
             await self.clock.sleep_until(tick * MEDIA_TICK_S)
             now = self.clock.now()
-            self.max_tick_lag_s = max(self.max_tick_lag_s, now - tick * MEDIA_TICK_S)
-            self.tick_lags.append(now - tick * MEDIA_TICK_S)
+            lag = now - tick * MEDIA_TICK_S
+            self.max_tick_lag_s = max(self.max_tick_lag_s, lag)
+            self.tick_lags.append(lag)
             due = int(now / MEDIA_TICK_S + 1e-9)
             while tick <= due:
                 for channel in list(self.live.values()):

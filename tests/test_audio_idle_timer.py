@@ -1,4 +1,5 @@
-"""The idle deadline's lazy timer (AudioServer._serve_stream): moved by audio, never cutting a message's work, no leak."""
+"""The idle deadline's lazy timer (audio_server.server.IdleTimer): moved by audio, never cutting a message's work,
+no leak."""
 
 from __future__ import annotations
 
@@ -34,6 +35,17 @@ def _idle_timers(loop: asyncio.AbstractEventLoop) -> list[asyncio.TimerHandle]:
     return [h for h in scheduled if not h.cancelled() and "on_idle" in getattr(h._callback, "__qualname__", "")]
 
 
+async def _idle_closed(server: object, loop: asyncio.AbstractEventLoop, ws: object, since: float
+                       ) -> tuple[float, list[str], int | None]:
+    """Read ``ws`` until the server closes it; seconds from ``since``, its texts and close code, once the
+    server has dropped the stream and left no idle timer behind."""
+    result = await until_closed(ws)
+    elapsed = time.monotonic() - since
+    await asyncio.sleep(0.05)
+    assert server.live == set() and _idle_timers(loop) == []  # type: ignore[attr-defined]
+    return elapsed, result.texts, result.close_code
+
+
 def test_audio_moves_the_idle_deadline_and_the_timer_never_cancels_a_message_in_progress(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(StreamPipeline, "awaits_batcher", property(lambda self: True))
@@ -47,12 +59,7 @@ def test_audio_moves_the_idle_deadline_and_the_timer_never_cancels_a_message_in_
                 for _ in range(12):  # 1.2 s of audio, four idle timeouts; the first message is held 0.7 s
                     await ws.send(b"\x00" * 640)
                     await asyncio.sleep(0.1)
-                last = time.monotonic()
-                result = await until_closed(ws)
-            elapsed = time.monotonic() - last
-            await asyncio.sleep(0.05)
-            assert server.live == set() and _idle_timers(loop) == []
-            return elapsed, result.texts, result.close_code
+                return await _idle_closed(server, loop, ws, time.monotonic())
 
     elapsed, texts, code = asyncio.run(scenario())
     assert slow.started == slow.finished == 12  # every message handled, the held one too
@@ -66,11 +73,7 @@ def test_a_silent_stream_times_out_and_leaves_no_timer() -> None:
             loop = asyncio.get_running_loop()
             started = time.monotonic()
             async with connect(stream_url(base)) as ws:
-                result = await until_closed(ws)
-            elapsed = time.monotonic() - started
-            await asyncio.sleep(0.05)
-            assert server.live == set() and _idle_timers(loop) == []
-            return elapsed, result.texts, result.close_code
+                return await _idle_closed(server, loop, ws, started)
 
     elapsed, texts, code = asyncio.run(scenario())
     assert [parse_event(t)[1].code for t in texts] == ["idle_timeout"] and code == 1008

@@ -124,9 +124,12 @@ class BeepDetector:
         self.s = settings
         self._run: _Run | None = None
         self._next_start: int | None = None
-        self._for: AmdSettings | None = None  # the settings _geometry and _quiet/_loud were made for
-        self._geometry: dict[tuple[int, int], _Geometry] = {}
-        self._quiet = self._loud = 0.0
+        self._geometry: dict[tuple[int, int], _Geometry] = {}  # per (rate, frame length)
+        # The level test ``20 * log10(rms / full scale) < beep_min_dbfs`` as RMS bounds, 1e-6 (9e-6 dB)
+        # either side of the threshold: only between them is the logarithm taken, as before, so its
+        # verdict is the same even where np.log10 and the threshold's rounding differ in the last bit.
+        threshold = _FULL_SCALE * 10.0 ** (settings.beep_min_dbfs / 20)
+        self._quiet, self._loud = threshold * (1 - 1e-6), threshold * (1 + 1e-6)
 
     def feed(self, frame: Frame) -> list[Beep]:
         """Screen one frame; returns a Beep when the tone in progress ended just before it."""
@@ -168,8 +171,6 @@ class BeepDetector:
         and the ufuncs are called without numpy's Python wrappers (mean, sum, rfft).
         """
         s = self.s
-        if s is not self._for:
-            self._reset_cache()
         samples = frame.samples
         m = len(samples)
         if not m:
@@ -190,17 +191,6 @@ class BeepDetector:
         purity = _band_energy(power, g.hz, freq, g.lobe) / total
         ok = purity >= s.beep_frame_purity and s.beep_min_hz <= freq <= s.beep_max_hz
         return FrameTone(freq if ok else None, rms)
-
-    def _reset_cache(self) -> None:
-        self._for, self._geometry = self.s, {}
-        # The level test ``20 * log10(rms / full scale) < beep_min_dbfs`` as RMS bounds, 1e-6 (9e-6 dB)
-        # either side of the threshold: only between them is the logarithm taken, as before, so its
-        # verdict is the same even where np.log10 and the threshold's rounding differ in the last bit.
-        try:
-            threshold = _FULL_SCALE * 10.0 ** (self.s.beep_min_dbfs / 20)
-        except OverflowError:  # an absurd beep_min_dbfs: every frame is quiet, as it was
-            threshold = math.inf
-        self._quiet, self._loud = threshold * (1 - 1e-6), threshold * (1 + 1e-6)
 
     def _close(self) -> list[Beep]:
         run, self._run = self._run, None
