@@ -101,7 +101,8 @@ def test_pipeline_bench_prints_its_cost_as_json() -> None:
     report = json.loads(result.stdout)
     frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in FIXTURES.glob("*.wav"))
     assert report["frames"] == frames and report["fixtures"] == len(report["per_fixture"])
-    assert report["us_per_frame"] > 0 and report["streams_per_core_realtime"] == round(report["frames_per_s"] / 50)
+    # both are rounded from one unrounded rate, so they agree to within the two roundings
+    assert report["us_per_frame"] > 0 and abs(report["streams_per_core_realtime"] - report["frames_per_s"] / 50) <= 0.51
     # one run, every path of the barge-in cascade on the same fixtures (a cost, not a timing assertion)
     systems = report["systems"]
     assert list(systems) == ["webrtcvad", "cascade", "cascade_echo"]
