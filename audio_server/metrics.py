@@ -41,6 +41,7 @@ class SttMetrics:
     partials_dropped: Counter
     finals: Counter
     finals_shared: Counter
+    finals_early: Counter
     finals_suppressed: Counter
 
     @classmethod
@@ -72,6 +73,10 @@ class SttMetrics:
             finals=Counter("callbot_stt_finals", "Final transcripts emitted.", registry=registry),
             finals_shared=Counter(
                 "callbot_stt_finals_shared", "Finals that took the result of a partial decode (finished or running) that had heard all their speech.",
+                registry=registry,
+            ),
+            finals_early=Counter(
+                "callbot_stt_finals_early", "Finals sent before their segment closed (adaptive end of speech, stt.early_final_ms).",
                 registry=registry,
             ),
             finals_suppressed=Counter(

@@ -122,6 +122,9 @@ class SttSettings:
     partials: bool = True
     speculative_final_ms: int = 100  # a pause this long starts the final's decode; if the segment then closes
     # (hangover over), that decode is the final, so it comes ~hangover after speech ends, not hangover + decode
+    early_final_ms: int = 240  # adaptive end of speech: after a pause this long, a decode of the pause that is
+    # back and does not trail off ("...", ",") is the final, before the hangover; speech after it opens a new
+    # piece with its own final. 0, or at least vad.hangover_ms: finals wait for the hangover
     max_segment_s: float = 15.0  # longer segments are cut (at the quietest frame) and finalised in pieces
     cut_search_ms: int = 1000  # where to look for that quiet frame, before the cap
     queue_max: int = 32  # queued decodes; partials beyond it are dropped, finals never
@@ -467,7 +470,8 @@ LIMITS: dict[str, dict[str, Limit]] = {
         "language": Limit(pattern=r"[a-z]{2,3}", hint="a short language code such as en or fr"),
         "cpu_threads": _range(1, 64), "decode_nice": _range(0, 19), "workers": _range(1, 64),
         "beam_size": _range(1, 20), "partial_interval_ms": _range(100, 60000),
-        "speculative_final_ms": _range(0, 5000), "max_segment_s": Limit(above=0, hi=MAX_SEGMENT_S),
+        "speculative_final_ms": _range(0, 5000), "early_final_ms": _range(0, 5000),
+        "max_segment_s": Limit(above=0, hi=MAX_SEGMENT_S),
         "cut_search_ms": _range(0, 10000), "queue_max": COUNT, "no_speech_threshold": FRACTION,
         "logprob_threshold": _range(-100, 0), "min_avg_logprob": _range(-100, 0), "max_prompt_chars": _range(0, 10000),
     },

@@ -8,7 +8,7 @@ from pathlib import Path
 import gevent
 import pytest
 
-from callbot.events import BargeIn, Final, SpeechShort, SpeechStarted, to_json
+from callbot.events import BargeIn, Final, SpeechShort, SpeechStarted, SpeechStopped, to_json
 from callbot.esl.protocol import EslEvent
 from callbot.robot.call.events import AudioTextIgnored, HungUp, PlaybackStopped
 from callbot.robot.call.inbound import translate
@@ -188,6 +188,38 @@ def test_reply_waits_for_the_final_after_speech_then_judges_it():
     assert r.outcome(match) == ("silence", "") and not r.complete(now=4.0, started=0.0, window_s=5.0,
                                                                     max_reply_s=30.0)
     assert r.complete(now=5.0, started=0.0, window_s=5.0, max_reply_s=30.0)
+
+
+def test_an_early_final_ends_the_reply_before_the_segment_closes() -> None:
+    """stt.early_final_ms: the final comes before SpeechStopped; the reply is complete at once, and the
+    SpeechStopped that follows (same end of speech) does not make it wait for another final."""
+    r = ReplyCollector(final_wait_s=2.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    r.feed(Final(t=2.0, text="Call me back.", start_s=1.0, end_s=2.0, avg_logprob=0, no_speech_prob=0), now=2.25)
+    assert r.complete(now=2.25, started=0.0, window_s=5.0, max_reply_s=30.0)
+    r.feed(SpeechStopped(t=2.0, duration_ms=1000), now=2.3)
+    assert r.complete(now=2.3, started=0.0, window_s=5.0, max_reply_s=30.0) and r.texts == ["Call me back."]
+
+
+def test_speech_that_goes_on_after_an_early_final_waits_for_its_own_final() -> None:
+    r = ReplyCollector(final_wait_s=2.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    r.feed(Final(t=2.0, text="Call me.", start_s=1.0, end_s=2.0, avg_logprob=0, no_speech_prob=0), now=2.25)
+    r.reset()  # the robot took it as the reply and moved on; the caller was not done
+    r.feed(SpeechStopped(t=3.5, duration_ms=2500), now=3.8)  # the same segment, closing later
+    assert not r.complete(now=4.0, started=2.3, window_s=5.0, max_reply_s=30.0)
+    assert r.next_check(started=2.3, window_s=5.0, max_reply_s=30.0) == 5.8
+    r.feed(Final(t=3.5, text="Tomorrow.", start_s=2.0, end_s=3.5, avg_logprob=0, no_speech_prob=0), now=4.1)
+    assert r.complete(now=4.1, started=2.3, window_s=5.0, max_reply_s=30.0) and r.texts == ["Tomorrow."]
+
+
+def test_a_late_final_of_earlier_speech_does_not_end_new_speech() -> None:
+    r = ReplyCollector(final_wait_s=2.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    r.feed(SpeechShort(t=1.4, duration_ms=400), now=1.7)
+    r.feed(SpeechStarted(t=1.9), now=1.9)  # talking again before the first final came
+    r.feed(Final(t=1.4, text="Yes.", start_s=1.0, end_s=1.4, avg_logprob=0, no_speech_prob=0), now=2.0)
+    assert r.speaking and not r.complete(now=2.0, started=0.0, window_s=5.0, max_reply_s=30.0)
 
 
 def test_speech_without_any_transcript_is_unknown_after_the_final_wait():

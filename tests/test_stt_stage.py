@@ -190,7 +190,7 @@ def test_a_partial_that_stopped_before_the_end_of_speech_is_not_reused() -> None
 
 def test_a_pause_starts_the_finals_decode_early_and_the_final_reuses_it() -> None:
     """100 ms into a pause one early decode is issued; when the hangover closes the segment, it is the final."""
-    settings = dataclasses.replace(SttSettings(), partials=False)
+    settings = dataclasses.replace(SttSettings(), partials=False, early_final_ms=0)
     stage = SegmentTranscriber(settings, RATE, "s")
     speech = np.full(FRAME, 1000, np.int16)
     out = stage.feed([SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0)])
@@ -204,3 +204,115 @@ def test_a_pause_starts_the_finals_decode_early_and_the_final_reuses_it() -> Non
     closed = stage.feed([SegmentClosed(1, 1.0)])
     assert closed.jobs == [] and closed.reused == 1
     assert [e.text for e in closed.events] == ["hello there"]
+
+
+# ---- adaptive end of speech (stt.early_final_ms) ------------------------------------------------
+
+SPEAK = np.full(FRAME, 1000, np.int16)
+
+
+def speech_frames(seg: int, first: int, count: int) -> list[SegmentAudio]:
+    """``count`` voiced 20 ms frames from frame index ``first`` (silent_ms 0, as the segmenter sends them)."""
+    return [SegmentAudio(seg, Frame(SPEAK, (first + i) * FRAME, RATE)) for i in range(count)]
+
+
+def pause_frames(seg: int, first: int, count: int, already_ms: int = 0) -> list[SegmentAudio]:
+    """``count`` frames of a pause from frame index ``first``, each with the pause's length so far."""
+    return [SegmentAudio(seg, Frame(SPEAK * 0, (first + i) * FRAME, RATE), silent_ms=already_ms + 20 * (i + 1))
+            for i in range(count)]
+
+
+def talked_then_paused(settings: SttSettings, pause_ms: int = 100) -> tuple[SegmentTranscriber, list]:
+    """One second of speech from 0 s (no preroll), then ``pause_ms`` of pause; the jobs the pause issued."""
+    stage = SegmentTranscriber(settings, RATE, "s")
+    stage.feed([SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0)])
+    stage.feed(speech_frames(1, 0, 50))
+    return stage, stage.feed(pause_frames(1, 50, pause_ms // 20)).jobs
+
+
+EARLY = dataclasses.replace(SttSettings(), partials=False, early_final_ms=240)
+
+
+def test_a_complete_decode_of_a_long_enough_pause_is_the_final_before_the_hangover() -> None:
+    stage, (spec,) = talked_then_paused(EARLY)
+    assert spec.early and spec.end_s == pytest.approx(1.1)
+    out = stage.on_result(spec, DecodeResult("Call me back.", -0.2, 0.01))
+    assert out.events == [] and out.early == 0  # 100 ms of pause: not yet
+    out = stage.feed(pause_frames(1, 55, 7, already_ms=100))  # 240 ms of pause
+    assert out.jobs == [] and out.early == 1 and out.reused == 1
+    assert out.events == [Final(t=1.0, text="Call me back.", start_s=0.0, end_s=1.0, avg_logprob=-0.2,
+                                no_speech_prob=0.01)]
+    # The hangover runs out and the segmenter closes the segment: nothing more to say about it.
+    out = stage.feed([*pause_frames(1, 62, 4, already_ms=240), SegmentClosed(1, 1.0)])
+    assert out.events == [] and out.jobs == [] and stage.finals_pending == 0
+
+
+def test_a_decode_that_comes_back_after_the_pause_is_long_enough_is_sent_at_once() -> None:
+    stage, (spec,) = talked_then_paused(EARLY)
+    stage.feed(pause_frames(1, 55, 10, already_ms=100))  # 300 ms of pause, the decode still out
+    out = stage.on_result(spec, DecodeResult("Who is this?", -0.2, 0.01))
+    assert [e.text for e in out.events] == ["Who is this?"] and out.events[0].end_s == 1.0
+
+
+@pytest.mark.parametrize("text", ["Well I think...", "so please call me,", ""])
+def test_a_decode_that_trails_off_waits_for_the_hangover(text: str) -> None:
+    stage, (spec,) = talked_then_paused(EARLY)
+    stage.on_result(spec, DecodeResult(text, -0.2, 0.01))
+    out = stage.feed(pause_frames(1, 55, 10, already_ms=100))
+    assert out.events == [] and out.early == 0
+    out = stage.feed([SegmentClosed(1, 1.0)])
+    assert out.early == 0 and out.reused == 1 and out.jobs == []  # the hangover's final: the same decode
+
+
+def test_early_finals_off_is_the_hangover_as_before() -> None:
+    stage, (spec,) = talked_then_paused(dataclasses.replace(EARLY, early_final_ms=0))
+    stage.on_result(spec, DecodeResult("Call me back.", -0.2, 0.01))
+    assert stage.feed(pause_frames(1, 55, 10, already_ms=100)).events == []
+    assert [e.text for e in stage.feed([SegmentClosed(1, 1.0)]).events] == ["Call me back."]
+
+
+def test_speech_after_an_early_final_is_the_next_piece_with_its_own_final() -> None:
+    """Nothing is retracted: the words after the pause are transcribed alone and sent as a second final."""
+    stage, (spec,) = talked_then_paused(EARLY, pause_ms=260)
+    (first,) = stage.on_result(spec, DecodeResult("Call me back.", -0.2, 0.01)).events
+    assert first.end_s == 1.0
+    assert stage.feed(pause_frames(1, 63, 1, already_ms=260)).jobs == []  # still quiet: no decode of silence
+    stage.feed(speech_frames(1, 64, 25))  # "tomorrow", 1.28-1.78 s
+    (cut_pause,) = stage.feed(pause_frames(1, 89, 5)).jobs  # its own pause decode, 100 ms in
+    assert cut_pause.piece == 1 and cut_pause.start_s == pytest.approx(1.26)
+    assert cut_pause.audio_s == pytest.approx(0.62)  # from the first piece's end: the pause's tail, then speech
+    (final,) = stage.feed([SegmentClosed(1, 1.78)]).jobs  # closed before that decode came back
+    assert final.kind == "final" and final.end_s == pytest.approx(1.78)
+    (second,) = stage.on_result(final, DecodeResult("Tomorrow.", -0.2, 0.01)).events
+    assert (second.text, second.start_s, second.end_s) == ("Tomorrow.", pytest.approx(1.26), pytest.approx(1.78))
+
+
+def test_the_stream_ending_after_an_early_final_owes_no_final() -> None:
+    stage, (spec,) = talked_then_paused(EARLY, pause_ms=260)
+    assert len(stage.on_result(spec, DecodeResult("Yes.", -0.2, 0.01)).events) == 1
+    assert stage.finish().jobs == [] and stage.finals_pending == 0
+
+
+def test_a_decode_that_heard_no_pause_is_not_an_early_final() -> None:
+    """A partial that ended on the last voiced frame may have cut the last word short."""
+    stage = SegmentTranscriber(dataclasses.replace(EARLY, partials=True), RATE, "s")
+    stage.feed([SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0)])
+    (partial,) = stage.feed(speech_frames(1, 0, 25)).jobs  # 500 ms of speech: a partial
+    assert not partial.early
+    stage.feed(pause_frames(1, 25, 4))  # 80 ms of pause: no pause decode yet
+    assert stage.feed(pause_frames(1, 29, 1, already_ms=80)).jobs[0].early  # 100 ms: issued beside the partial
+    out = stage.on_result(partial, DecodeResult("Hello there.", -0.2, 0.01))
+    out.extend(stage.feed(pause_frames(1, 30, 10, already_ms=100)))
+    assert out.events == [] and out.early == 0
+
+
+def test_a_pause_decode_does_not_wait_for_a_partial_that_stopped_at_the_speech_but_a_third_waits() -> None:
+    stage = SegmentTranscriber(dataclasses.replace(EARLY, partials=True), RATE, "s")
+    stage.feed([SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0)])
+    (partial,) = stage.feed(speech_frames(1, 0, 25)).jobs
+    (spec,) = stage.feed(pause_frames(1, 25, 5)).jobs
+    assert spec.early and spec.end_s == pytest.approx(0.6)
+    stage.feed(speech_frames(1, 30, 5))
+    assert stage.feed(pause_frames(1, 35, 5)).jobs == []  # two decodes out: the next pause's waits
+    (next_spec,) = stage.on_result(partial, DecodeResult("Hello", -0.2, 0.01)).jobs
+    assert next_spec.early and next_spec.end_s == pytest.approx(0.8)

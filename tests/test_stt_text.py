@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text
+from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text, trails_off
 from callbot.config import SttSettings
 
 
@@ -39,6 +39,15 @@ def test_local_agreement_prefixes_grow_monotonically_over_a_sequence() -> None:
     assert seen == ["I", "I would", "I would like", "I would like to move it"]
     for earlier, later in zip(seen, seen[1:]):
         assert later.startswith(earlier)
+
+
+@pytest.mark.parametrize("text, trailing", [
+    ("Hello there", False), ("Who is this?", False), ("Yes.", False), ("Okay, right!", False),
+    ("Well I think...", True), ("Well I think\u2026", True), ("so please call me,", True), ("that could be -", True),
+    ("the reason is:", True), ('he said "wait..."', True), ("", True), ("[Music]", True),
+])
+def test_a_text_trails_off_when_whisper_ends_it_mid_thought(text: str, trailing: bool) -> None:
+    assert trails_off(text) is trailing
 
 
 def test_clean_text_drops_annotations() -> None:

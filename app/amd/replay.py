@@ -27,6 +27,7 @@ from callbot.events import Amd, BargeIn, Beep, Final, Partial
 from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_client import read_wav
 from callbot.audio_server.stream_params import StreamParams
+from callbot.audio_server.stt.queue import DecodeQueue
 from callbot.audio_server.stt.stage import DecodeJob, DecodeResult, SegmentTranscriber
 from callbot.audio_format import RATES, frame_bytes
 from callbot.config import Settings
@@ -68,39 +69,68 @@ def read_callee(wav: Path) -> tuple[np.ndarray, int]:
 
 
 class WhisperInTheLoop:
-    """Real Whisper decodes for a replay that runs faster than real time.
+    """Real Whisper decodes for a replay that runs faster than real time, on one worker.
 
-    Each job is decoded at once, but its result reaches the AMD only when stream time passes the
-    moment it would have arrived live: when it was issued (or when the single worker was free)
-    plus the decode's measured wall time (or ``latency_s``, for results that do not depend on the
-    machine's load). So hints are as late as they would be live.
+    Each job is decoded when the worker takes it, but its result reaches the AMD only when stream
+    time passes the moment it would have arrived live: when the worker took it plus the decode's
+    measured wall time (or ``latency_s``, for results that do not depend on the machine's load). The
+    worker takes jobs as the engine does (``DecodeQueue``: finals first, and a final drops its
+    segment's queued partials), and a final shares a running partial decode that heard all its
+    speech. So hints are as late as they would be live with one decode at a time.
     """
 
     def __init__(self, engine: SttEngine, transcriber: SegmentTranscriber, latency_s: float | None = None) -> None:
         self.engine = engine
         self.transcriber = transcriber
         self.latency_s = latency_s
-        self._pending: list[tuple[float, int, DecodeJob, DecodeResult]] = []  # heap by arrival
-        self._free_at = 0.0
+        self._queue = DecodeQueue(engine.settings.queue_max)
+        self._pending: list[tuple[float, int, DecodeJob, DecodeResult | None]] = []  # heap by arrival
+        self._running: tuple[float, DecodeJob, DecodeResult] | None = None  # (done at, job, its result)
         self._seq = 0
 
     def submit(self, jobs: list[DecodeJob], now: float) -> None:
         for job in jobs:
-            result = self.engine.decode(job)
-            took = result.decode_s if self.latency_s is None else self.latency_s
-            self._free_at = max(now, self._free_at) + took
-            self._seq += 1
-            heapq.heappush(self._pending, (self._free_at, self._seq, job, result))
+            running = self._running
+            if (job.kind == "final" and running is not None and running[1].kind == "partial"
+                    and _piece_of(running[1]) == _piece_of(job) and running[1].end_s >= job.end_s):
+                self._arrive(running[0], job, running[2])
+                continue
+            for dropped in self._queue.push(job):
+                self._arrive(now, dropped, None)
+        self._take(now)
 
     def due(self, now: float) -> list[tuple[float, Partial | Final]]:
         """Transcripts that have arrived by stream time ``now``, with their arrival times."""
         out: list[tuple[float, Partial | Final]] = []
-        while self._pending and self._pending[0][0] <= now:
+        while True:
+            arrives = self._pending[0][0] if self._pending else float("inf")
+            free = self._running[0] if self._running is not None else float("inf")
+            if min(arrives, free) > now:
+                return out
+            if free <= arrives:  # the worker is done: it takes the next job at once
+                self._running = None
+                self._take(free)
+                continue
             at, _, job, result = heapq.heappop(self._pending)
             step = self.transcriber.on_result(job, result)
             self.submit(step.jobs, at)
             out += [(at, event) for event in step.events]
-        return out
+
+    def _take(self, now: float) -> None:
+        job = self._queue.pop() if self._running is None else None
+        if job is not None:
+            result = self.engine.decode(job)
+            done = now + (result.decode_s if self.latency_s is None else self.latency_s)
+            self._running = (done, job, result)
+            self._arrive(done, job, result)
+
+    def _arrive(self, at: float, job: DecodeJob, result: DecodeResult | None) -> None:
+        self._seq += 1
+        heapq.heappush(self._pending, (at, self._seq, job, result))
+
+
+def _piece_of(job: DecodeJob) -> tuple[str, int, int]:
+    return job.stream, job.segment_id, job.piece
 
 
 def replay_pipeline(wav: Path, settings: Settings, engine: SttEngine | None = None,

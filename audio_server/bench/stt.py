@@ -68,6 +68,7 @@ class StreamRun:
     """What one stream produced: events with the wall time (s since the run's start) they came out."""
 
     call: str
+    speed: float | None = None  # x real time the stream was fed at (None: as fast as possible)
     audio_s: float = 0.0
     started: float = 0.0  # wall time (s since the run's start) the first message was fed
     speech_s: float = 0.0  # total duration of the speech segments (onset to end)
@@ -80,12 +81,20 @@ class StreamRun:
         return [e for _, e in self.events if isinstance(e, kind)]
 
     def final_latencies(self) -> tuple[list[float], list[float]]:
-        """(from the segment's close decision, from the fed end of speech) for each final that closed a segment."""
+        """(from the segment's close decision, from the fed end of speech) for each final.
+
+        An early final (``stt.early_final_ms``) comes before its segment closes: negative from the close.
+        One whose segment went on after it has no close; its end of speech is its ``end_s`` at the feed pace.
+        """
         from_close, from_speech = [], []
         for wall, event in self.events:
-            if isinstance(event, Final) and event.end_s in self.closes:
+            if not isinstance(event, Final):
+                continue
+            if event.end_s in self.closes:
                 from_close.append(wall - self.closes[event.end_s])
                 from_speech.append(wall - self.speech_end_wall[event.end_s])
+            elif self.speed:
+                from_speech.append(wall - (self.started + event.end_s / self.speed))
         return from_close, from_speech
 
 
@@ -103,7 +112,7 @@ async def drive_stream(
         raise ValueError(f"stream {call}: fixtures must share one sample rate")
     pipeline = StreamPipeline(StreamParams(call, rate, settings.bargein.min_speech_ms, settings.bargein.bridge_ms),
                               settings)
-    run = StreamRun(call)
+    run = StreamRun(call, speed)
     now = lambda: time.perf_counter() - clock_start  # noqa: E731 - the run's wall clock, in one place
     transcription = None
     if engine is not None:
@@ -220,6 +229,7 @@ async def bench_level(n: int, engine: SttEngine, settings: Settings, fixtures: l
         "finals_suppressed": int(suppressed),
         "finals_lost": segments - finals - int(suppressed),
         "finals_shared_with_partial": int(sample("callbot_stt_finals_shared_total")),
+        "finals_early": int(sample("callbot_stt_finals_early_total")),
         "final_latency_ms": {"p50": _pct(from_close, 50), "p95": _pct(from_close, 95), "max": _pct(from_close, 100)},
         "final_latency_from_speech_end_ms": {"p50": _pct(from_speech, 50), "p95": _pct(from_speech, 95)},
         "mean_ms": {f"{what}_{kind}": _mean_ms(registry, f"callbot_stt_{metric}_seconds", kind)
@@ -265,7 +275,7 @@ def run_bench(settings: Settings, levels: tuple[int, ...], duration_s: float,
         "model_load_s": round(load_s, 2),
         "settings": {"workers": stt.workers, "cpu_threads": stt.cpu_threads, "compute_type": stt.compute_type,
                      "beam_size": stt.beam_size, "partial_interval_ms": stt.partial_interval_ms,
-                     "speculative_final_ms": stt.speculative_final_ms,
+                     "speculative_final_ms": stt.speculative_final_ms, "early_final_ms": stt.early_final_ms,
                      "hangover_ms": settings.vad.hangover_ms},
         "duration_s_per_stream": duration_s,
         "fixtures": list(names),

@@ -58,6 +58,7 @@ class StreamTranscription:
     def _submit(self, out: SttOutput) -> None:
         metrics = self.engine.metrics
         metrics.finals_shared.inc(out.reused)
+        metrics.finals_early.inc(out.early)
         for reason in out.suppressed:
             metrics.finals_suppressed.labels(reason).inc()
         for event in out.events:

@@ -6,7 +6,9 @@ All times are stream seconds.
 
 Load policy, per stream:
 - at most one partial decode is in flight per segment; audio that arrives meanwhile is merged
-  into the next partial, issued when the previous one comes back (or was dropped);
+  into the next partial, issued when the previous one comes back (or was dropped). The one
+  exception: a pause's decode (``speculative_final_ms``) goes beside a partial that heard no pause;
+- a pause's decode may be sent as the final before the segment closes (``early_final_ms``);
 - a partial result that comes back after its piece was finalised is discarded;
 - every piece gets exactly one final job, and finals are emitted in piece order.
 """
@@ -22,7 +24,7 @@ import numpy as np
 
 from callbot.events import Final, Partial
 from callbot.audio_server.pipeline.segments import SegmentAudio, SegmentClosed, SegmentItem, SegmentOpened
-from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text
+from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text, trails_off
 from callbot.config import MAX_SEGMENT_S, SttSettings
 
 JobKind = Literal["partial", "final"]
@@ -75,12 +77,14 @@ class SttOutput:
     jobs: list[DecodeJob] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # reasons finals were not reported (metrics)
     reused: int = 0  # finals taken from a partial decode that had heard the whole segment (metrics)
+    early: int = 0  # of those, finals sent before the segment closed (``stt.early_final_ms``, metrics)
 
     def extend(self, other: "SttOutput") -> None:
         self.events += other.events
         self.jobs += other.jobs
         self.suppressed += other.suppressed
         self.reused += other.reused
+        self.early += other.early
 
 
 @dataclass
@@ -94,8 +98,11 @@ class _Piece:
     chunks: list[np.ndarray] = field(default_factory=list)
     marks: list[tuple[int, float]] = field(default_factory=list)  # (end offset, mean square) per frame
     n: int = 0
+    voiced_n: int = 0  # n at the end of the last voiced frame (0: no speech in this piece yet)
+    after_early_final: bool = False  # opened by an early final: without speech it ends with no final of its own
     partial_mark: int = 0  # n when the last partial was issued (or the preroll's length)
-    partial_in_flight: bool = False
+    in_flight: int = 0  # partial decodes issued and not back: one, or two when a pause's decode could not wait
+    in_flight_n: int = 0  # n the newest of them heard up to
     silent_ms: int = 0  # the segment's current pause, from the segmenter
     speculated: bool = False  # this pause's early final decode was issued
     last_partial_seq: int = -1
@@ -157,8 +164,10 @@ class SegmentTranscriber:
                 assert self._piece is not None
                 self._piece.append(np.asarray(item.frame.samples, dtype=np.int16), mark=True)
                 self._piece.silent_ms = item.silent_ms
+                if item.silent_ms == 0:
+                    self._piece.voiced_n = self._piece.n
                 self._piece.speculated = self._piece.speculated and item.silent_ms > 0
-                out.extend(self._after_audio())
+                out.extend(self._early_final() or self._after_audio())
             elif isinstance(item, SegmentClosed):
                 self._check(item.segment_id, "close")
                 out.extend(self._close(item.end_s))
@@ -167,8 +176,9 @@ class SegmentTranscriber:
     def finish(self) -> SttOutput:
         """The stream ended: finalise a segment still open (its end is the end of the audio received)."""
         out = SttOutput()
-        if self._piece is not None:
+        if self._piece is not None and not self._speechless(self._piece):
             out.jobs.append(self._final(self._piece_end_s(self._piece)))
+        self._piece = None
         return out
 
     def on_result(self, job: DecodeJob, result: DecodeResult | None) -> SttOutput:
@@ -181,14 +191,14 @@ class SegmentTranscriber:
         piece = self._piece
         if piece is None or (piece.segment_id, piece.piece) != (job.segment_id, job.piece):
             return out  # finalised meanwhile: a stale partial is worth nothing
-        piece.partial_in_flight = False
+        piece.in_flight -= 1
         if result is not None and job.seq > piece.last_partial_seq:
             piece.last_partial_seq = job.seq
             piece.latest = (job, result)
             if self.filter.reject_reason(result.text, result.avg_logprob, result.no_speech_prob) is None:
                 if piece.agreement.update(result.text) and self.settings.partials:
                     out.events.append(Partial(t=job.end_s, text=piece.agreement.text, start_s=job.start_s))
-        out.extend(self._after_audio())
+        out.extend(self._early_final() or self._after_audio())
         return out
 
     @property
@@ -223,19 +233,20 @@ class SegmentTranscriber:
         """
         out = SttOutput()
         piece = self._piece
-        if piece is None:
+        if piece is None or self._speechless(piece):
             return out
         if piece.n >= self._max:
             out.jobs.append(self._cut(piece))
             piece = self._piece
             assert piece is not None
         speculate = (0 < self.settings.speculative_final_ms <= piece.silent_ms) and not piece.speculated
-        if not piece.partial_in_flight and (
-            speculate or (self.settings.partials and piece.n - piece.partial_mark >= self._interval)
-        ):
+        # A pause's decode does not wait for a partial that heard no pause (it may have cut the last word).
+        speculate = speculate and (piece.in_flight == 0 or piece.in_flight == 1 and piece.in_flight_n <= piece.voiced_n)
+        due = self.settings.partials and piece.n - piece.partial_mark >= self._interval
+        if speculate or (due and not piece.in_flight):
             piece.speculated = piece.speculated or speculate
-            piece.partial_mark = piece.n
-            piece.partial_in_flight = True
+            piece.partial_mark = piece.in_flight_n = piece.n
+            piece.in_flight += 1
             job = self._job(piece, "partial", self._piece_end_s(piece))
             out.jobs.append(dataclasses.replace(job, early=True) if speculate else job)
         return out
@@ -262,6 +273,9 @@ class SegmentTranscriber:
         segmenter's hangover) is the final's decode already: reuse it rather than decode again.
         """
         assert self._piece is not None
+        if self._speechless(self._piece):
+            self._piece = None  # the pause after an early final, and no more speech: nothing left to transcribe
+            return SttOutput()
         latest = self._piece.latest
         job = self._final(end_s)
         if latest is not None and latest[0].end_s >= end_s:
@@ -269,6 +283,38 @@ class SegmentTranscriber:
             out.reused += 1
             return out
         return SttOutput(jobs=[job])
+
+    def _early_final(self) -> SttOutput | None:
+        """Adaptive end of speech: the pause's decode as the final before the hangover is over.
+
+        Only when the pause has lasted ``early_final_ms``, a decode issued in it has come back (it heard
+        all the speech and some pause), and Whisper did not end the text mid-thought ("...", ",", "-").
+        Nothing is retracted: speech that resumes in the same segment opens the next piece, which gets
+        its own final; if none comes, that piece ends with no final.
+        """
+        piece = self._piece
+        early_ms = self.settings.early_final_ms
+        if piece is None or not early_ms or piece.silent_ms < early_ms or piece.latest is None:
+            return None
+        job, result = piece.latest
+        heard_n = round(job.end_s * self.rate) - piece.audio_start
+        if heard_n <= piece.voiced_n or piece.voiced_n == 0 or trails_off(result.text):
+            return None
+        if self.filter.reject_reason(result.text, result.avg_logprob, result.no_speech_prob) is not None:
+            return None  # not speech after all: the segment's own final decides
+        end_s = (piece.audio_start + piece.voiced_n) / self.rate
+        final = self._final_for(piece, end_s)
+        rest = _Piece(piece.segment_id, piece.piece + 1, self._piece_end_s(piece), piece.audio_start + piece.n,
+                      silent_ms=piece.silent_ms, after_early_final=True)
+        self._piece = rest
+        out = self._final_result(final, result)
+        out.reused += 1
+        out.early += 1
+        return out
+
+    @staticmethod
+    def _speechless(piece: _Piece) -> bool:
+        return piece.after_early_final and piece.voiced_n == 0
 
     def _final(self, end_s: float) -> DecodeJob:
         assert self._piece is not None

@@ -14,6 +14,15 @@ def clean_text(text: str) -> str:
     return " ".join(_ANNOTATION.sub(" ", text).split())
 
 
+def trails_off(text: str) -> bool:
+    """Whisper heard the speaker stop mid-thought: the text ends in an ellipsis, comma, dash, colon or semicolon.
+
+    Empty text trails off too: there is nothing to end on.
+    """
+    text = clean_text(text).rstrip("\"' ")
+    return not text or text.endswith(("..", "\u2026", ",", "-", ":", ";"))
+
+
 def normalise_word(word: str) -> str:
     """A word as compared between hypotheses: lower case, punctuation and ellipses stripped."""
     return _NON_WORD.sub("", word.lower())

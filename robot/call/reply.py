@@ -12,6 +12,9 @@ from typing import Callable
 from callbot.events import AudioEvent, Final, SpeechShort, SpeechStarted, SpeechStopped
 
 
+SAME_END_S = 0.001  # a final's end_s and the segment's SpeechStopped.t are one stream time, up to rounding
+
+
 @dataclass
 class ReplyCollector:
     """The reply to one step: what was said (finals) and whether more is still coming.
@@ -26,6 +29,8 @@ class ReplyCollector:
     speaking: bool = False
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
+    speech_onset: float | None = None  # stream time the current speech began (its SpeechStarted)
+    heard_until: float = float("-inf")  # stream time up to which a final has transcribed the caller
 
     def reset(self) -> None:
         """A new step: earlier words belong to the previous one (``speaking`` carries over)."""
@@ -43,13 +48,20 @@ class ReplyCollector:
 
     def feed(self, event: AudioEvent, now: float) -> None:
         match event:
-            case SpeechStarted():
+            case SpeechStarted(t=onset):
                 self.speaking = self.heard_speech = True
-            case SpeechStopped() | SpeechShort():
+                self.speech_onset = onset
+            case SpeechStopped(t=end) | SpeechShort(t=end):
                 self.speaking = False
-                self.speech_ended_at = now
-            case Final(text=text):
+                if end > self.heard_until + SAME_END_S:  # else its final came first (an early final)
+                    self.speech_ended_at = now
+            case Final(text=text, end_s=end):
                 self.speech_ended_at = None
+                self.heard_until = max(self.heard_until, end)
+                if self.speaking and self.speech_onset is not None and end > self.speech_onset:
+                    # An early final (stt.early_final_ms): the transcriber heard this speech end before the
+                    # segmenter's hangover did. Speech that goes on after it counts as a new reply.
+                    self.speaking = False
                 if text.strip():
                     self.texts.append(text.strip())
 
