@@ -77,3 +77,12 @@ def test_an_early_partial_goes_first_and_may_use_the_finals_worker() -> None:
     assert q.pop(partials=False) is early  # the worker kept for finals takes it
     assert q.pop(partials=False) is None  # but not an ordinary partial
     assert [q.pop(), q.pop()] == [p1, p2]
+
+
+def test_a_final_that_shares_a_running_decode_still_drops_its_segments_queued_partials() -> None:
+    q = DecodeQueue(10)
+    mine, other = job("partial", "a", 1), job("partial", "b", 1)
+    q.push(mine)
+    q.push(other)
+    assert q.drop_stale(job("final", "a", 1)) == [mine]  # the final itself is not queued
+    assert [q.pop(), q.pop()] == [other, None]

@@ -38,16 +38,17 @@ def frames(first: int, count: int, pause_from: int | None = None) -> list[Segmen
     return out
 
 
-def run(latency_s: float) -> tuple[CountingEngine, list[tuple[float, object]]]:
-    """0.6 s of speech (a partial at 0.5 s), then a pause (its decode at 100 ms), closed 300 ms in (0.9 s)."""
+def run(latency_s: float, speech_frames: int = 30) -> tuple[CountingEngine, list[tuple[float, object]]]:
+    """Speech (0.6 s: a partial at 0.5 s), a pause (its decode at 100 ms), closed 300 ms into it."""
     engine = CountingEngine()
     stage = SegmentTranscriber(dataclasses.replace(SttSettings(), early_final_ms=0), RATE, "s")
     loop = WhisperInTheLoop(engine, stage, latency_s)  # type: ignore[arg-type]
     heard: list[tuple[float, object]] = []
-    items: list = [SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0), *frames(0, 45, pause_from=30),
-                   SegmentClosed(1, 0.6)]
+    total = speech_frames + 15
+    items: list = [SegmentOpened(1, 0.0, np.zeros(0, np.int16), 0.0), *frames(0, total, pause_from=speech_frames),
+                   SegmentClosed(1, speech_frames * FRAME / RATE)]
     for i, item in enumerate(items):
-        now = min(i, 45) * FRAME / RATE
+        now = min(i, total) * FRAME / RATE
         heard += loop.due(now)
         out = stage.feed([item])
         heard += [(now, event) for event in out.events]
@@ -81,3 +82,11 @@ def test_a_pause_decode_that_is_back_before_the_close_is_the_final_at_the_close(
     assert [(j.kind, j.early) for j in engine.decoded] == [("partial", False), ("partial", True)]
     at, final = the_final(heard)
     assert final.end_s == 0.6 and abs(at - 0.9) < 1e-9
+
+
+def test_a_final_that_shares_the_running_partial_drops_the_queued_pause_decode() -> None:
+    """A partial that ended on the last voiced frame heard all the speech: the final takes its result."""
+    engine, heard = run(latency_s=0.9, speech_frames=25)  # 0.5 s of speech: the partial ends with it
+    assert [(j.kind, j.early) for j in engine.decoded] == [("partial", False)]  # the pause's decode never ran
+    at, final = the_final(heard)
+    assert final.end_s == 0.5 and abs(at - 1.4) < 1e-9

@@ -76,7 +76,7 @@ class WhisperInTheLoop:
     measured wall time (or ``latency_s``, for results that do not depend on the machine's load). The
     worker takes jobs as the engine does (``DecodeQueue``: finals first, and a final drops its
     segment's queued partials), and a final shares a running partial decode that heard all its
-    speech. So hints are as late as they would be live with one decode at a time.
+    speech (dropping them too). So hints are as late as they would be live with one decode at a time.
     """
 
     def __init__(self, engine: SttEngine, transcriber: SegmentTranscriber, latency_s: float | None = None) -> None:
@@ -94,9 +94,11 @@ class WhisperInTheLoop:
             if (job.kind == "final" and running is not None and running[1].kind == "partial"
                     and _piece_of(running[1]) == _piece_of(job) and running[1].end_s >= job.end_s):
                 self._arrive(running[0], job, running[2])
-                continue
-            for dropped in self._queue.push(job):
-                self._arrive(now, dropped, None)
+                dropped = self._queue.drop_stale(job)
+            else:
+                dropped = self._queue.push(job)
+            for stale in dropped:
+                self._arrive(now, stale, None)
         self._take(now)
 
     def due(self, now: float) -> list[tuple[float, Partial | Final]]:

@@ -270,19 +270,24 @@ class SttEngine:
             running = self._running_partials_by_piece.get(_piece(job)) if job.kind == "final" else None
             if running is not None and running[0].end_s >= job.end_s:
                 self.metrics.finals_shared.inc()
+                self._dropped(self._queue.drop_stale(job))
                 return await asyncio.shield(running[1])
             future: asyncio.Future[DecodeResult | None] = asyncio.get_running_loop().create_future()
             self._futures[job] = (future, time.perf_counter())
-            for dropped in self._queue.push(job):
-                self.metrics.partials_dropped.inc()
-                dropped_future = self._futures.pop(dropped)[0]
-                if not dropped_future.done():
-                    dropped_future.set_result(None)
+            self._dropped(self._queue.push(job))
             self._pump()
             return await future
         finally:  # idle only once the caller has had the result (and queued its transcript)
             self._waiting -= 1
             asyncio.get_running_loop().call_soon(self._update_busy)
+
+    def _dropped(self, jobs: list[DecodeJob]) -> None:
+        """Partials taken off the queue unrun: their callers get None."""
+        for dropped in jobs:
+            self.metrics.partials_dropped.inc()
+            dropped_future = self._futures.pop(dropped)[0]
+            if not dropped_future.done():
+                dropped_future.set_result(None)
 
     def _pump(self) -> None:
         """Start decodes while workers are free."""

@@ -34,10 +34,7 @@ class DecodeQueue:
         """Queue ``job``; returns the partial jobs dropped to do so (possibly ``job`` itself)."""
         dropped: list[DecodeJob] = []
         if job.kind == "final":
-            stale = [p for p in self._partials if (p.stream, p.segment_id) == (job.stream, job.segment_id)]
-            for p in stale:
-                self._partials.remove(p)
-            dropped += stale
+            dropped += self.drop_stale(job)
             self._finals.append(job)
         elif job.early:
             self._partials.appendleft(job)
@@ -46,6 +43,14 @@ class DecodeQueue:
         while len(self) > self.max_len and self._partials:
             dropped.append(self._partials.popleft())
         return dropped
+
+    def drop_stale(self, final: DecodeJob) -> list[DecodeJob]:
+        """Remove and return the queued partials of ``final``'s segment: its final makes them worth nothing
+        (also when the final is not queued at all, because it shares a running decode)."""
+        stale = [p for p in self._partials if (p.stream, p.segment_id) == (final.stream, final.segment_id)]
+        for p in stale:
+            self._partials.remove(p)
+        return stale
 
     def pop(self, partials: bool = True) -> DecodeJob | None:
         """The next job to decode (a final, or only finals when ``partials`` is False), or None."""
