@@ -603,7 +603,8 @@ def listen_problem(what: str, host: str, port: int, exc: OSError, fix: str) -> s
     """One line for a failed bind: the address, the OS's reason, and what to change."""
     reason = exc.strerror or str(exc)
     if isinstance(exc, OSError) and exc.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-        return f"{what}: cannot listen on {host}:{port}: the port is in use (another server?); choose another with {fix}"
+        return f"{what}: cannot listen on {host}:{port}: the port is in use (another server?); " \
+               f"choose another with {fix}"
     return f"{what}: cannot listen on {host}:{port}: {reason}; check the address and {fix}"
 
 
