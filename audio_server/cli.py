@@ -88,7 +88,7 @@ def stream(wav: Path, url: str, call: str | None, chunking: str, speed: float, s
 
 @click.command("pipeline-bench")
 @click.option("--fixtures", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="Directory of WAVs (default: the bundled demo calls).")
+              help="Directory of WAVs, all played (default: the bundled demo calls of 10 s or less).")
 @click.option("--repeat", type=int, default=3, show_default=True, help="Passes over the fixtures.")
 @click.option("--server-streams", type=int, default=0, show_default=True,
               help="Also stream this many fixtures at once through a real server process and report its CPU.")
@@ -104,16 +104,16 @@ def pipeline_bench(obj: CliContext, fixtures: Path | None, repeat: int, server_s
                    server_workers: int | None, server_speed: float, server_stt: bool, as_json: bool) -> None:
     """CPU cost of the audio pipeline (and optionally the whole server): µs per frame, streams per core at real
     time. The server's figure is stream-seconds of audio / CPU-seconds of all its processes."""
-    from callbot.audio_server.bench.pipeline import DEFAULT_FIXTURES, run_bench
+    from callbot.audio_server.bench.pipeline import DEFAULT_FIXTURES, DEFAULT_MAX_S, fixture_wavs, run_bench
     from callbot.audio_server.bench.server import run_server_bench
     from callbot.audio_server.serve.supervisor import default_workers
 
-    fixtures = fixtures or DEFAULT_FIXTURES
+    wavs = fixture_wavs(fixtures, None) if fixtures else fixture_wavs(DEFAULT_FIXTURES, DEFAULT_MAX_S)
     settings = obj.settings()
-    report = run_bench(fixtures, settings, repeat)
+    report = run_bench(wavs, settings, repeat)
     if server_streams > 0:
         workers = server_workers or settings.audio_server.workers or default_workers()
-        report["server"] = run_server_bench(fixtures, server_streams, obj.config_path, workers, server_speed,
+        report["server"] = run_server_bench(wavs, server_streams, obj.config_path, workers, server_speed,
                                             server_stt)
     if as_json:
         json.dump(report, sys.stdout)

@@ -50,6 +50,7 @@ class Fixture:
     noise_dbfs: float = FLOOR_DBFS
     noise_kind: str = "white"
     telephone_copy: bool = False  # also write NAME_8k.wav, band-limited to 300-3400 Hz
+    replies: list[str] | None = None  # the outcome of each reply in the bundled scenario, when there are several
 
 
 def _chunks(texts: list[str], start_s: float, each_s: float, pause_s: float) -> list[Utterance]:
@@ -69,6 +70,11 @@ FIXTURES = [
             barge_in=True),
     Fixture("silence", 6.0, noise_dbfs=-60.0),
     Fixture("noise", 6.0, noise_dbfs=-30.0, noise_kind="pink"),
+    # A 60 s call (appended last, so the fixtures above keep their noise): "hello", then "hold on" over the
+    # greeting (a barge-in), 45 s away from the phone, then the answer to the question.
+    Fixture("hold_60s", 60.0, [Utterance("hello", 1.2, 0.5), Utterance("hold on one second please", 2.6, 1.8),
+                               Utterance("okay I am back, yes I can make it", 50.0, 2.6)],
+            barge_in=True, contains=["second", "back"], replies=["hold", "yes"]),
 ]
 
 
@@ -149,7 +155,8 @@ def build(fx: Fixture, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     sidecar = {
         "speech": spans,
         "transcript": " ".join(u.text for u in fx.utterances),
-        "expect": {"barge_in": fx.barge_in, "amd": "human", "contains": fx.contains},
+        "expect": {"barge_in": fx.barge_in, "amd": "human", "contains": fx.contains,
+                   **({"replies": fx.replies} if fx.replies else {})},
     }
     return (mix * 32768).astype(np.int16), sidecar
 

@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from callbot.events import parse_event
 from callbot.audio_server.stream_client import read_wav, stream_url
+from callbot.audio_server.bench.pipeline import DEFAULT_MAX_S, fixture_wavs
 from callbot.app.cli import main
 from callbot.resources import demo_calls_dir
 
@@ -99,8 +100,10 @@ def test_pipeline_bench_prints_its_cost_as_json() -> None:
     result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in FIXTURES.glob("*.wav"))
-    assert report["frames"] == frames and report["fixtures"] == len(report["per_fixture"])
+    wavs = fixture_wavs(FIXTURES, DEFAULT_MAX_S)  # the short demo calls: the 60 s one is left out by default
+    assert "hold_60s.wav" not in {w.name for w in wavs} and len(wavs) == len(list(FIXTURES.glob("*.wav"))) - 1
+    frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in wavs)
+    assert report["frames"] == frames and report["fixtures"] == len(report["per_fixture"]) == len(wavs)
     # both are rounded from one unrounded rate, so they agree to within the two roundings
     assert report["us_per_frame"] > 0 and abs(report["streams_per_core_realtime"] - report["frames_per_s"] / 50) <= 0.51
     # one run, every path of the barge-in cascade on the same fixtures (a cost, not a timing assertion)
@@ -127,8 +130,19 @@ def test_pipeline_bench_can_measure_a_real_server_process() -> None:
     result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1", "--server-streams", "4"])
     assert result.exit_code == 0, result.output
     server = json.loads(result.stdout)["server"]
-    wavs = sorted(FIXTURES.glob("*.wav"))
+    wavs = fixture_wavs(FIXTURES, DEFAULT_MAX_S)
     frames = sum(len(read_wav(w)[0]) // (read_wav(w)[1] // 50) for w in wavs[:4])
     assert server["streams"] == 4 and server["frames"] == frames
     assert server["startup_cpu_s"] > 0.05, "the child CPU accounting read nothing"  # imports alone cost more
     assert server["us_per_frame"] > 0
+
+
+def test_pipeline_bench_plays_every_wav_of_a_directory_it_is_given(tmp_path: Path) -> None:
+    """--fixtures DIR: all of them, the long ones too (only the default set leaves the 60 s call out)."""
+    for name in ("hold_60s", "short_yes"):
+        (tmp_path / f"{name}.wav").write_bytes((FIXTURES / f"{name}.wav").read_bytes())
+    result = CliRunner().invoke(main, ["pipeline-bench", "--json", "--repeat", "1", "--fixtures", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [row["fixture"] for row in report["per_fixture"]] == ["hold_60s.wav", "short_yes.wav"]
+    assert report["frames"] == 60 * 50 + 6 * 50

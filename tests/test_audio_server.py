@@ -23,7 +23,8 @@ def test_fixture_set_is_complete_and_small() -> None:
     names = {w.stem for w in WAVS}
     assert {"long_reply", "short_yes", "short_oui", "backchannel", "two_short", "pauses_2500ms", "silence",
             "noise", "long_reply_8k", "short_yes_8k"} <= names
-    assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 3_000_000
+    # they ship in the wheel; hold_60s (the bench's 60 s call, 1.9 MB at 16 kHz) is the largest
+    assert sum(p.stat().st_size for p in FIXTURES.iterdir()) < 4_000_000
     for wav in WAVS:
         samples, rate = read_wav(wav)
         assert rate == (8000 if wav.stem.endswith("_8k") else 16000)

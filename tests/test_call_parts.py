@@ -75,6 +75,20 @@ def test_intents_match_whole_words_without_case_or_accents(lang, text, intent):
     assert IntentMatcher.for_language(lang).match(text) == intent
 
 
+@pytest.mark.parametrize("lang,text,elsewhere,where_waited_on", [
+    ("en", "Hello? Hold on one second, please.", None, "hold"),
+    ("en", "Hold on, yes, I can make it.", "yes", "hold"),  # hold comes before yes ...
+    ("en", "Hang on, no, call me back next week.", "later", "later"),  # ... and after later
+    ("en", "Just a moment.", None, "hold"),
+    ("fr", "Un instant, s'il vous plaît.", None, "hold"),
+    ("fr", "Ne quittez pas.", None, "hold"),
+])
+def test_hold_is_heard_only_where_the_step_waits_on_it(lang, text, elsewhere, where_waited_on):
+    matcher = IntentMatcher.for_language(lang)
+    assert matcher.match(text) == elsewhere
+    assert matcher.match(text, optional=("hold",)) == where_waited_on
+
+
 def test_normalize_strips_accents_case_and_punctuation():
     assert normalize("  D'ACCORD, très Bien!  ") == "d accord tres bien"
 
@@ -188,6 +202,14 @@ def test_reply_waits_for_the_final_after_speech_then_judges_it():
     assert r.outcome(match) == ("silence", "") and not r.complete(now=4.0, started=0.0, window_s=5.0,
                                                                     max_reply_s=30.0)
     assert r.complete(now=5.0, started=0.0, window_s=5.0, max_reply_s=30.0)
+
+
+def test_max_reply_counts_from_the_start_of_the_reply_not_of_a_long_listening_window() -> None:
+    """A hold step listens 45 s: a reply that starts 40 s in is not cut at once by the 30 s cap."""
+    r = ReplyCollector(final_wait_s=2.0)
+    r.feed(SpeechStarted(t=50.0), now=50.0)
+    assert not r.complete(now=50.2, started=8.0, window_s=45.0, max_reply_s=30.0)
+    assert r.next_check(started=8.0, window_s=45.0, max_reply_s=30.0) == 80.0
 
 
 def test_an_early_final_ends_the_reply_before_the_segment_closes() -> None:

@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from callbot.config import Settings
+from callbot.app.bench.score import barge_in_onset
 from callbot.app.replay import FIXTURES_DIR, load_sidecar, replay
 from callbot.robot.scenario.loader import Scenario, bundled_scenario, load_scenario
 
 SPEED = 10.0
 THRESHOLD_S = 1.5
+BRIDGE_S = 0.3
 MAX_LATENCY_S = 0.060
 FIXTURES = sorted(p.stem for p in FIXTURES_DIR.glob("*.wav") if p.with_suffix(".json").is_file())
 _reports: dict[str, dict] = {}
@@ -34,12 +36,11 @@ def _report(name: str, audio_port: int) -> dict:
     return _reports[name]
 
 
-def expected_disposition(sc: Scenario, first_outcome: str) -> str:
-    """Follow the scenario: the first reply has ``first_outcome``, every later one is silence."""
-    step, outcome = sc.step(sc.start), first_outcome
+def expected_disposition(sc: Scenario, *outcomes: str) -> str:
+    """Follow the scenario: the replies have ``outcomes`` in turn, every later one is silence."""
+    step, replies = sc.step(sc.start), list(outcomes)
     while step.disposition is None:
-        step = sc.step(step.branch(outcome) if step.branches else step.next)
-        outcome = "silence"
+        step = sc.step(step.branch(replies.pop(0) if replies else "silence") if step.branches else step.next)
     return step.disposition
 
 
@@ -54,7 +55,7 @@ def test_replay_matches_the_sidecar(name, audio_port):
     acted = [b for b in report["barge_ins"] if b["break_at_switch_s"] is not None]
     if side["expect"]["barge_in"]:
         assert len(acted) == 1, json.dumps(report["barge_ins"])
-        onset = side["speech"][0][0]
+        onset = barge_in_onset(side["speech"], THRESHOLD_S, BRIDGE_S)
         latency = acted[0]["break_at_switch_s"] - (onset + THRESHOLD_S)
         if not -MAX_LATENCY_S < latency < MAX_LATENCY_S:
             # At speed 10 every wall ms of thread scheduling is 10 ms of call time; on a loaded
@@ -74,12 +75,14 @@ def test_replay_matches_the_sidecar(name, audio_port):
         assert report["prompts"][0]["status"] == "done"
     sc = load_scenario(bundled_scenario())
     heard_words = any(r["source"] == "audio" and r["type"] == "final" for r in report["events"])
-    if heard_words:
-        first = sc.intents.match(side["transcript"]) or "unknown"
+    if heard_words and "replies" in side["expect"]:  # a call with several replies names each one's outcome
+        replies = side["expect"]["replies"]
+    elif heard_words:
+        replies = [sc.intents.match(side["transcript"]) or "unknown"]
     else:
-        first = "unknown" if side["speech"] else "silence"
-    assert report["intents"][0]["outcome"] == first, report["intents"]
-    assert report["disposition"] == expected_disposition(sc, first)
+        replies = ["unknown" if side["speech"] else "silence"]
+    assert [r["outcome"] for r in report["intents"]][:len(replies)] == replies, report["intents"]
+    assert report["disposition"] == expected_disposition(sc, *replies)
     # null until the audio server sends `amd` events; `notsure` is allowed: the scenario treats it as human
     # (voicemail.on_notsure), and the detector's own accuracy is scored by tests/test_amd_report.py
     assert report["amd"] in (None, side["expect"]["amd"], "notsure"), report["amd"]

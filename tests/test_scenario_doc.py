@@ -14,7 +14,7 @@ import pytest
 
 from callbot.resources import prompts_dir
 from callbot.robot.scenario import loader
-from callbot.robot.scenario.intents import DEFAULT_RULES, INTENTS, normalize
+from callbot.robot.scenario.intents import DEFAULT_RULES, INTENTS, OPTIONAL_INTENTS, normalize
 from callbot.robot.scenario.loader import ScenarioError, load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +88,7 @@ def test_every_accepted_key_is_documented_in_its_table_and_no_other():
 
 def test_outcomes_intents_and_choices_are_documented():
     steps, head, vm = section("[steps.NAME]"), section("[scenario]"), section("[voicemail]")
-    for outcome in (*loader.OUTCOMES, "default"):
+    for outcome in (*loader.OUTCOMES, *OPTIONAL_INTENTS, "default"):
         assert f"`{outcome}`" in steps, outcome
     for mode in loader.BARGE_IN_MODES:
         assert f"`{mode}`" in steps, mode
@@ -103,7 +103,7 @@ def test_outcomes_intents_and_choices_are_documented():
 def test_the_built_in_phrases_are_the_code_s():
     """The [intents] table lists, per intent and language, exactly the built-in phrases (normalised)."""
     rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(\w+)` \|(.*)$", section("[intents]"), re.M)}
-    assert set(rows) == set(INTENTS)
+    assert set(rows) == {*INTENTS, *OPTIONAL_INTENTS}
     languages = list(DEFAULT_RULES)
     for intent, rest in rows.items():
         cells = [c.strip() for c in rest.strip().strip("|").split("|")]

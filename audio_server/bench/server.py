@@ -82,7 +82,7 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int
         return _children_cpu() - before, frames, wall
 
 
-def run_server_bench(fixtures: Path, streams: int, config: str | None = None, workers: int = 1,
+def run_server_bench(wavs: list[Path], streams: int, config: str | None = None, workers: int = 1,
                      speed: float = 0.0, stt: bool = False) -> dict:
     """µs of server CPU per 20 ms frame, WebSocket and logging included; streams per core at real time.
 
@@ -91,7 +91,6 @@ def run_server_bench(fixtures: Path, streams: int, config: str | None = None, wo
     barge-in streams (barge-in, AMD, beeps: ``--no-stt``); ``stt`` adds Whisper on every stream, whose
     cost is per second of speech rather than per frame (``callbot stt-bench``).
     """
-    wavs = sorted(fixtures.glob("*.wav"))
     load_start = os.getloadavg()
     idle_cpu, _, _ = _server_cpu(wavs, 0, config, workers, speed, stt)
     cpu, frames, wall = _server_cpu(wavs, streams, config, workers, speed, stt)

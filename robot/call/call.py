@@ -32,7 +32,7 @@ from callbot.robot.esl.commands import (
     audio_stream_start_command, audio_stream_stop_command, break_command, broadcast_command, check_uuid,
     kill_command, originate_command, pause_toggle_command,
 )
-from callbot.robot.scenario.intents import OPT_OUT_INTENT
+from callbot.robot.scenario.intents import OPT_OUT_INTENT, OPTIONAL_INTENTS
 from callbot.robot.scenario.loader import Scenario, Step
 from callbot.audio_format import FRAME_MS
 from callbot.stream import ANSWERED_AGO_LIMIT, AnsweredMarker, PlaybackMarker, marker_command, robot_stream_url
@@ -340,7 +340,8 @@ class Call:
             return
         self._deadlines.pop("listen", None)
         step = self.step
-        outcome, text = self.reply.outcome(self.scenario.intents.match)
+        optional = [name for name in OPTIONAL_INTENTS if name in step.branches]  # heard where the step waits on it
+        outcome, text = self.reply.outcome(lambda said: self.scenario.intents.match(said, optional))
         self.record.replies.append({"step": step.name, "outcome": outcome, "text": text})
         self._robot("reply", step=step.name, outcome=outcome, text=text)
         self.listen_started = None

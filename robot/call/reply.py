@@ -30,6 +30,7 @@ class ReplyCollector:
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
     speech_onset: float | None = None  # stream time the current speech began (its SpeechStarted)
+    speaking_since: float = float("-inf")  # call time the current speech's SpeechStarted was handled
     heard_until: float = float("-inf")  # stream time up to which a final has transcribed the caller
 
     def reset(self) -> None:
@@ -50,7 +51,7 @@ class ReplyCollector:
         match event:
             case SpeechStarted(t=onset):
                 self.speaking = self.heard_speech = True
-                self.speech_onset = onset
+                self.speech_onset, self.speaking_since = onset, now
             case SpeechStopped(t=end) | SpeechShort(t=end):
                 self.speaking = False
                 if end > self.heard_until + SAME_END_S:  # else its final came first (an early final)
@@ -79,8 +80,8 @@ class ReplyCollector:
 
     def next_check(self, started: float, window_s: float, max_reply_s: float) -> float:
         """The call time at which :meth:`complete` turns true if nothing new is heard (one formula for both)."""
-        if self.speaking:
-            return started + max_reply_s
+        if self.speaking:  # a long reply is cut max_reply_s after it began (or after listening did)
+            return max(started, self.speaking_since) + max_reply_s
         if self.speech_ended_at is not None:
             return self.speech_ended_at + self.final_wait_s
         return started + window_s

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 # The intents every scenario may branch on, in the order they win when several match: asking to
 # be taken off the list beats "later", which beats a plain no or yes ("no, call me later" is later).
 INTENTS: tuple[str, ...] = ("stop", "later", "no", "yes")
+# Intents a step hears only when its ``on`` names them ("hold on a second" is a reply elsewhere, but
+# no scenario written before them has to name them). In the order above, they come after "later".
+OPTIONAL_INTENTS: tuple[str, ...] = ("hold",)
+_ORDER: tuple[str, ...] = ("stop", "later", "hold", "no", "yes")
 OPT_OUT_INTENT = "stop"  # the callee asks not to be called again: DNC, then the scenario's opt-out step
 
 DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
@@ -17,6 +21,8 @@ DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
                  "unsubscribe", "never call"),
         "later": ("later", "call me back", "call back", "another time", "not now", "next week", "tomorrow",
                   "busy right now", "bad time"),
+        "hold": ("hold on", "hang on", "one moment", "one second", "just a second", "just a moment", "one sec",
+                 "wait a second", "wait a minute", "give me a second", "give me a minute", "bear with me"),
         "no": ("no", "nope", "not interested", "no thanks", "no thank you", "nah"),
         "yes": ("yes", "yeah", "yep", "sure", "of course", "okay", "ok", "absolutely", "correct",
                 "that's right", "sounds good", "fine"),
@@ -26,6 +32,8 @@ DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
                  "retirez moi", "desinscrire", "plus jamais"),
         "later": ("plus tard", "rappelez moi", "rappeler", "un autre moment", "pas maintenant", "demain",
                   "la semaine prochaine", "occupe"),
+        "hold": ("un instant", "un moment", "une seconde", "une minute", "ne quittez pas", "attendez",
+                 "patientez"),
         "no": ("non", "pas interesse", "pas interessee", "non merci", "ca ne m interesse pas"),
         "yes": ("oui", "ouais", "d accord", "bien sur", "absolument", "ok", "okay", "exactement",
                 "tout a fait", "volontiers"),
@@ -48,13 +56,13 @@ def _contains_phrase(words: Sequence[str], phrase: Sequence[str]) -> bool:
 
 
 class IntentMatcher:
-    """Whole-word matching of normalised phrases; the first intent in INTENTS order that matches wins."""
+    """Whole-word matching of normalised phrases; the first intent that matches wins (stop, later, hold, no, yes)."""
 
     def __init__(self, rules: Mapping[str, Sequence[str]]) -> None:
-        unknown = set(rules) - set(INTENTS)
+        unknown = set(rules) - set(_ORDER)
         if unknown:
-            raise ValueError(f"unknown intent(s) {sorted(unknown)}; intents are {', '.join(INTENTS)}")
-        self._rules = {name: [normalize(p).split() for p in rules.get(name, ())] for name in INTENTS}
+            raise ValueError(f"unknown intent(s) {sorted(unknown)}; intents are {', '.join(_ORDER)}")
+        self._rules = {name: [normalize(p).split() for p in rules.get(name, ())] for name in _ORDER}
 
     @classmethod
     def for_language(cls, language: str, extra: Mapping[str, Sequence[str]] | None = None) -> "IntentMatcher":
@@ -66,10 +74,12 @@ class IntentMatcher:
             merged.setdefault(name, []).extend(phrases)
         return cls(merged)
 
-    def match(self, text: str) -> str | None:
-        """The intent ``text`` expresses, or None."""
+    def match(self, text: str, optional: Collection[str] = ()) -> str | None:
+        """The intent ``text`` expresses, or None; of OPTIONAL_INTENTS only those in ``optional``."""
         words = normalize(text).split()
-        for name in INTENTS:
+        for name in _ORDER:
+            if name in OPTIONAL_INTENTS and name not in optional:
+                continue
             if any(_contains_phrase(words, phrase) for phrase in self._rules[name]):
                 return name
         return None

@@ -58,7 +58,7 @@ from callbot.resources import bundled_folder
 from callbot.resources import prompts_dir as prompts_dir_default
 from callbot.robot.esl.commands import MAX_CALL_LIMIT_S
 from callbot.robot.scenario.checks import located, loop_problems, prompt_problems, shortest_run
-from callbot.robot.scenario.intents import INTENTS, IntentMatcher
+from callbot.robot.scenario.intents import INTENTS, OPTIONAL_INTENTS, IntentMatcher
 
 OUTCOMES: tuple[str, ...] = (*INTENTS, "unknown", "silence")
 MACHINE_ACTIONS = ("hangup", "leave_message")
@@ -223,16 +223,17 @@ def _build(data: Mapping[str, Any], path: Path, rate: int, prompts_dir: Path, ma
                           "run scripts/make_prompts.py or set audio_dir")
 
     extra = c.need(data, "intents", dict, "", default={}) or {}
+    known = (*INTENTS, *OPTIONAL_INTENTS)
     for key, phrases in extra.items():
-        if key not in INTENTS:
-            c.problems.append(f"intents.{key}: unknown intent; intents are {', '.join(INTENTS)}")
+        if key not in known:
+            c.problems.append(f"intents.{key}: unknown intent; intents are {', '.join(known)}")
         elif not (isinstance(phrases, list) and all(isinstance(p, str) and p.strip() for p in phrases)):
             c.problems.append(f"intents.{key}: expected a list of non-empty strings")
     intents = None
     if language is not None:
         try:
             intents = IntentMatcher.for_language(
-                language, {k: v for k, v in extra.items() if k in INTENTS and isinstance(v, list)})
+                language, {k: v for k, v in extra.items() if k in known and isinstance(v, list)})
         except ValueError as exc:
             c.problems.append(f"scenario.language: {exc}")
 
@@ -309,8 +310,9 @@ def _step(c: _Checker, name: str, t: Mapping[str, Any], audio_dir: Path, rate: i
         c.problems.append(f"{where}.listen_s: {listen} is outside (0, 120] seconds")
     branches = c.need(t, "on", dict, where, default={}) or {}
     for outcome, target in branches.items():
-        if outcome not in (*OUTCOMES, "default"):
-            c.problems.append(f"{where}.on.{outcome}: unknown outcome; outcomes are {', '.join(OUTCOMES)}, default")
+        if outcome not in (*OUTCOMES, *OPTIONAL_INTENTS, "default"):
+            c.problems.append(f"{where}.on.{outcome}: unknown outcome; outcomes are "
+                              f"{', '.join((*OUTCOMES, *OPTIONAL_INTENTS))}, default")
         if not isinstance(target, str):
             c.problems.append(f"{where}.on.{outcome}: expected a step name, got {target!r}")
     step = Step(
