@@ -212,13 +212,13 @@ def test_max_reply_counts_from_the_start_of_the_reply_not_of_a_long_listening_wi
     assert r.next_check(started=8.0, window_s=45.0, max_reply_s=30.0) == 80.0
 
 
-def test_an_early_final_ends_the_reply_before_the_segment_closes() -> None:
-    """stt.early_final_ms: the final comes before SpeechStopped; the reply is complete at once, and the
-    SpeechStopped that follows (same end of speech) does not make it wait for another final."""
+def test_after_an_early_final_the_reply_ends_with_its_segment_and_waits_for_nothing_more() -> None:
+    """stt.early_final_ms: the final comes before SpeechStopped. The reply is not over until the segment
+    closes (the caller, or a machine's greeting, may go on), and then it is over at once."""
     r = ReplyCollector(final_wait_s=2.0)
     r.feed(SpeechStarted(t=1.0), now=1.0)
     r.feed(Final(t=2.0, text="Call me back.", start_s=1.0, end_s=2.0, avg_logprob=0, no_speech_prob=0), now=2.25)
-    assert r.complete(now=2.25, started=0.0, window_s=5.0, max_reply_s=30.0)
+    assert r.speaking and not r.complete(now=2.25, started=0.0, window_s=5.0, max_reply_s=30.0)
     r.feed(SpeechStopped(t=2.0, duration_ms=1000), now=2.3)
     assert r.complete(now=2.3, started=0.0, window_s=5.0, max_reply_s=30.0) and r.texts == ["Call me back."]
 
@@ -227,12 +227,12 @@ def test_speech_that_goes_on_after_an_early_final_waits_for_its_own_final() -> N
     r = ReplyCollector(final_wait_s=2.0)
     r.feed(SpeechStarted(t=1.0), now=1.0)
     r.feed(Final(t=2.0, text="Call me.", start_s=1.0, end_s=2.0, avg_logprob=0, no_speech_prob=0), now=2.25)
-    r.reset()  # the robot took it as the reply and moved on; the caller was not done
     r.feed(SpeechStopped(t=3.5, duration_ms=2500), now=3.8)  # the same segment, closing later
-    assert not r.complete(now=4.0, started=2.3, window_s=5.0, max_reply_s=30.0)
-    assert r.next_check(started=2.3, window_s=5.0, max_reply_s=30.0) == 5.8
+    assert not r.complete(now=4.0, started=0.0, window_s=5.0, max_reply_s=30.0)
+    assert r.next_check(started=0.0, window_s=5.0, max_reply_s=30.0) == 5.8
     r.feed(Final(t=3.5, text="Tomorrow.", start_s=2.0, end_s=3.5, avg_logprob=0, no_speech_prob=0), now=4.1)
-    assert r.complete(now=4.1, started=2.3, window_s=5.0, max_reply_s=30.0) and r.texts == ["Tomorrow."]
+    assert r.complete(now=4.1, started=0.0, window_s=5.0, max_reply_s=30.0)
+    assert r.texts == ["Call me.", "Tomorrow."]
 
 
 def test_a_late_final_of_earlier_speech_does_not_end_new_speech() -> None:

@@ -29,7 +29,6 @@ class ReplyCollector:
     speaking: bool = False
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
-    speech_onset: float | None = None  # stream time the current speech began (its SpeechStarted)
     speaking_since: float = float("-inf")  # call time the current speech's SpeechStarted was handled
     heard_until: float = float("-inf")  # stream time up to which a final has transcribed the caller
 
@@ -49,20 +48,18 @@ class ReplyCollector:
 
     def feed(self, event: AudioEvent, now: float) -> None:
         match event:
-            case SpeechStarted(t=onset):
+            case SpeechStarted():
                 self.speaking = self.heard_speech = True
-                self.speech_onset, self.speaking_since = onset, now
+                self.speaking_since = now
             case SpeechStopped(t=end) | SpeechShort(t=end):
                 self.speaking = False
                 if end > self.heard_until + SAME_END_S:  # else its final came first (an early final)
                     self.speech_ended_at = now
             case Final(text=text, end_s=end):
+                # An early final (stt.early_final_ms) comes while the caller is still "speaking": the reply
+                # still ends with the segment (a machine's greeting pauses too), but then waits for nothing.
                 self.speech_ended_at = None
                 self.heard_until = max(self.heard_until, end)
-                if self.speaking and self.speech_onset is not None and end > self.speech_onset:
-                    # An early final (stt.early_final_ms): the transcriber heard this speech end before the
-                    # segmenter's hangover did. Speech that goes on after it counts as a new reply.
-                    self.speaking = False
                 if text.strip():
                     self.texts.append(text.strip())
 
