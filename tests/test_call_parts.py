@@ -223,6 +223,17 @@ def test_after_an_early_final_the_reply_ends_with_its_segment_and_waits_for_noth
     assert r.complete(now=2.3, started=0.0, window_s=5.0, max_reply_s=30.0) and r.texts == ["Call me back."]
 
 
+def test_the_caller_stopped_when_the_segment_closed_even_if_its_final_came_first() -> None:
+    """The wait for a voicemail beep counts quiet from here: an early final must not make it look older."""
+    r = ReplyCollector(final_wait_s=2.0)
+    r.feed(SpeechStarted(t=1.0), now=1.0)
+    r.feed(Final(t=2.0, text="Please leave a message.", start_s=1.0, end_s=2.0, avg_logprob=0, no_speech_prob=0),
+           now=2.25)
+    assert r.stopped_at is None
+    r.feed(SpeechStopped(t=2.0, duration_ms=1000), now=2.3)
+    assert r.stopped_at == 2.3 and r.speech_ended_at is None
+
+
 def test_speech_that_goes_on_after_an_early_final_waits_for_its_own_final() -> None:
     r = ReplyCollector(final_wait_s=2.0)
     r.feed(SpeechStarted(t=1.0), now=1.0)

@@ -544,7 +544,7 @@ class Call:
         if self.reply.speaking or self.beep_wait_from is None:
             self._deadlines.pop("beep_quiet", None)
             return
-        quiet_from = max(self.beep_wait_from, self.reply.speech_ended_at or self.beep_wait_from)
+        quiet_from = max(self.beep_wait_from, self.reply.stopped_at or self.beep_wait_from)
         self._deadlines["beep_quiet"] = quiet_from + self.cfg.no_beep_silence_s
 
     def _no_beep(self) -> None:

@@ -30,6 +30,7 @@ class ReplyCollector:
     heard_speech: bool = False
     speech_ended_at: float | None = None  # the last end of speech not yet followed by a final
     speaking_since: float = float("-inf")  # call time the current speech's SpeechStarted was handled
+    stopped_at: float | None = None  # call time the caller last stopped speaking, final or not (quiet checks)
     heard_until: float = float("-inf")  # stream time up to which a final has transcribed the caller
 
     def reset(self) -> None:
@@ -53,6 +54,7 @@ class ReplyCollector:
                 self.speaking_since = now
             case SpeechStopped(t=end) | SpeechShort(t=end):
                 self.speaking = False
+                self.stopped_at = now
                 if end > self.heard_until + SAME_END_S:  # else its final came first (an early final)
                     self.speech_ended_at = now
             case Final(text=text, end_s=end):
@@ -67,7 +69,7 @@ class ReplyCollector:
         """The stream dropped: whatever the caller was saying has ended as far as we can ever know."""
         if self.speaking:
             self.speaking = False
-            self.speech_ended_at = now
+            self.speech_ended_at = self.stopped_at = now
 
     def complete(self, now: float, started: float, window_s: float, max_reply_s: float) -> bool:
         """True once the reply is over: words heard and no more coming, or nothing said within ``window_s``."""
