@@ -28,6 +28,7 @@ from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 SERVER = [sys.executable, "-m", "callbot"]
 START_TIMEOUT_S = 30.0
 UNCAPPED = 1000  # audio_server.max_speed's largest value
+NOISE_CPU_S = 0.05  # a difference this small (or negative) from the idle start and stop is their variation, not the streams
 
 
 def _children_cpu() -> float:
@@ -94,7 +95,11 @@ def run_server_bench(wavs: list[Path], streams: int, config: str | None = None, 
     load_start = os.getloadavg()
     idle_cpu, _, _ = _server_cpu(wavs, 0, config, workers, speed, stt)
     cpu, frames, wall = _server_cpu(wavs, streams, config, workers, speed, stt)
-    busy = max(cpu - idle_cpu, 1e-9)
+    busy = cpu - idle_cpu
+    if busy <= NOISE_CPU_S:  # the streams cost less than the start-up's own variation: no figure to give
+        raise click.ClickException(
+            f"the server's CPU for {streams} streams ({cpu:.3f} s) was within {NOISE_CPU_S} s of an idle start and "
+            f"stop ({idle_cpu:.3f} s): too few to measure; give more --server-streams")
     audio_s = frames / FRAMES_PER_S
     return {
         "streams": streams,
