@@ -92,7 +92,7 @@ class WhisperInTheLoop:
         for job in jobs:
             running = self._running
             if (job.kind == "final" and running is not None and running[1].kind == "partial"
-                    and _piece_of(running[1]) == _piece_of(job) and running[1].end_s >= job.end_s):
+                    and running[1].piece_key == job.piece_key and running[1].end_s >= job.end_s):
                 self._arrive(running[0], job, running[2])
                 dropped = self._queue.drop_stale(job)
             else:
@@ -129,10 +129,6 @@ class WhisperInTheLoop:
     def _arrive(self, at: float, job: DecodeJob, result: DecodeResult | None) -> None:
         self._seq += 1
         heapq.heappush(self._pending, (at, self._seq, job, result))
-
-
-def _piece_of(job: DecodeJob) -> tuple[str, int, int]:
-    return job.stream, job.segment_id, job.piece
 
 
 def replay_pipeline(wav: Path, settings: Settings, engine: SttEngine | None = None,

@@ -136,10 +136,6 @@ def _check_english(where: str, language: str) -> None:
         )
 
 
-def _piece(job: DecodeJob) -> tuple[str, int, int]:
-    return job.stream, job.segment_id, job.piece
-
-
 class SttEngine:
     """One shared WhisperModel, a decode thread pool of ``settings.workers`` and the decode queue."""
 
@@ -267,7 +263,7 @@ class SttEngine:
         """
         self._waiting += 1
         try:
-            running = self._running_partials_by_piece.get(_piece(job)) if job.kind == "final" else None
+            running = self._running_partials_by_piece.get(job.piece_key) if job.kind == "final" else None
             if running is not None and running[0].end_s >= job.end_s:
                 self.metrics.finals_shared.inc()
                 self._dropped(self._queue.drop_stale(job))
@@ -304,7 +300,7 @@ class SttEngine:
             self.metrics.wait_seconds.labels(job.kind).observe(time.perf_counter() - queued_at)
             task = loop.run_in_executor(self._pool, self.decode, job)
             if job.kind == "partial":
-                self._running_partials_by_piece[_piece(job)] = (job, task)
+                self._running_partials_by_piece[job.piece_key] = (job, task)
             task.add_done_callback(lambda t, job=job, future=future: self._done(job, future, t))
         self.metrics.queue_depth.set(len(self._queue))
         self.metrics.in_flight.set(self._running)
@@ -321,8 +317,8 @@ class SttEngine:
     def _done(self, job: DecodeJob, future: asyncio.Future[DecodeResult | None], task: asyncio.Future) -> None:
         self._running -= 1
         self._running_partials -= job.kind == "partial"
-        if self._running_partials_by_piece.get(_piece(job), (None,))[0] is job:
-            del self._running_partials_by_piece[_piece(job)]
+        if self._running_partials_by_piece.get(job.piece_key, (None,))[0] is job:
+            del self._running_partials_by_piece[job.piece_key]
         exc = task.exception()
         if exc is not None:
             log.error("stt decode failed", extra={"stream": job.stream, "kind": job.kind, "error": repr(exc)})

@@ -58,6 +58,11 @@ class DecodeJob:
     def audio_s(self) -> float:
         return len(self.samples) / self.rate
 
+    @property
+    def piece_key(self) -> tuple[str, int, int]:
+        """Which piece of which segment of which stream this job decodes."""
+        return self.stream, self.segment_id, self.piece
+
 
 @dataclass(frozen=True)
 class DecodeResult:
