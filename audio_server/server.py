@@ -477,8 +477,13 @@ class AudioServer:
                     self.on_media_work(work)
                 for event, text in replies:
                     log.info("event", extra={"call": session.params.call, "event": text})
-                    if await _closing(ws):
-                        return
+                    if ws.state is not State.OPEN:
+                        if _failed(ws):
+                            return
+                        # The peer's Close came behind audio still queued here (a hang-up, a stopped stream):
+                        # that audio is read and decided all the same, its events go nowhere. The next recv
+                        # returns it, then raises ConnectionClosed.
+                        break
                     started = perf_counter()
                     await ws.send(text)
                     sent_at = perf_counter()
@@ -650,9 +655,15 @@ async def _closing(ws: ServerConnection) -> bool:
     """
     if ws.state is State.OPEN:
         return False
+    if not _failed(ws):
+        await _drain(ws)
+    return True
+
+
+def _failed(ws: ServerConnection) -> bool:
+    """True, and the connection dropped, when the library failed it rather than closing it (see ``_closing``)."""
     sent = ws.protocol.close_sent
     if sent is not None and sent.code not in (CloseCode.NORMAL_CLOSURE, CloseCode.GOING_AWAY):
         ws.transport.abort()
-    else:
-        await _drain(ws)
-    return True
+        return True
+    return False

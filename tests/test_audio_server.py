@@ -193,6 +193,31 @@ def test_a_client_that_drops_mid_stream_leaves_the_server_clean() -> None:
     asyncio.run(scenario())
 
 
+def test_audio_queued_before_a_close_is_still_decided(caplog: pytest.LogCaptureFixture) -> None:
+    """A client that sends its audio as fast as it can and closes at once (a hang-up, a stopped stream): the
+    Close arrives behind messages the server has not read yet. Those are read and decided all the same (a
+    server that drained them unread counted 2-3 s of a 6 s stream in 8 of 10 such streams)."""
+    caplog.set_level(logging.INFO, logger="callbot.audio_server.server")
+
+    async def scenario() -> None:
+        async with running(server_settings(**{"audio_server.idle_timeout_s": 30.0})) as (server, base):
+            jobs = [read_wav(wav) for wav in WAVS]
+            await asyncio.gather(*(stream_pcm(stream_url(base, rate=rate), samples, rate, linger_s=0.0, speed=0.0)
+                                   for samples, rate in jobs))
+            for _ in range(250):
+                if not server.live:
+                    break
+                await asyncio.sleep(0.02)
+            assert not server.live
+        closed = sorted(r.t for r in caplog.records if r.getMessage() == "stream closed")
+        assert closed == sorted(round(len(samples) / rate, 3) for samples, rate in jobs)
+        barged = {json.loads(r.event)["call"] for r in caplog.records
+                  if r.getMessage() == "event" and '"barge_in"' in r.event}
+        assert len(barged) == sum(json.loads(w.with_suffix(".json").read_text())["expect"]["barge_in"] for w in WAVS)
+
+    asyncio.run(scenario())
+
+
 
 def test_a_stream_whose_pipeline_fails_gets_internal_error_and_others_go_on(monkeypatch: pytest.MonkeyPatch) -> None:
     from callbot.audio_server.server import StreamSession

@@ -33,3 +33,26 @@ def test_server_streams_per_core_count_the_workers_cpu() -> None:
 def test_server_options_are_range_checked() -> None:
     result = CliRunner().invoke(main, ["pipeline-bench", "--server-streams", "2", "--server-workers", "0"])
     assert result.exit_code == 2 and "--server-workers" in result.output
+
+
+def test_a_stream_the_server_did_not_take_whole_is_an_error_not_a_figure(tmp_path) -> None:
+    """The figure divides the server's CPU by the audio it took: a stream cut short (an idle timeout while the
+    load generator still opened others) would inflate it, so the run is refused and says why."""
+    import click
+
+    from callbot.audio_server.bench.server import _served_frames
+
+    log = tmp_path / "server.log"
+
+    def write(*records: dict) -> None:
+        log.write_text("not json: a plain log line\n" + "".join(json.dumps(r) + "\n" for r in records))
+
+    write({"msg": "stream closed", "t": 6.0}, {"msg": "stream closed", "t": 8.0})
+    assert _served_frames(log, [400, 300]) == 700
+    write({"msg": "stream failed", "code": "idle_timeout", "reason": "no audio for 0.5 s"},
+          {"msg": "stream closed", "t": 0.0}, {"msg": "stream closed", "t": 8.0})
+    with pytest.raises(click.ClickException, match=r"1 of 2 streams did not reach the server whole .*no audio for 0.5 s"):
+        _served_frames(log, [300, 400])
+    write({"msg": "stream closed", "t": 6.0})  # the other was never opened
+    with pytest.raises(click.ClickException, match="1 of 2 streams"):
+        _served_frames(log, [300, 300])

@@ -5,6 +5,11 @@ and its W worker processes. Its CPU time is read from the kernel's accounting of
 it has exited (the supervisor waits for its workers, so theirs is in it), apart from the clients
 that feed it from this process. The CPU of a server that starts and stops with no stream is
 measured first and subtracted. Streams per core = stream-seconds of audio / server CPU-seconds.
+
+Only audio the server took counts: every stream's "stream closed" log line says how far it got, and a
+run where a stream was cut short (an idle timeout while the load generator was still opening its
+other streams, a refusal) is an error, not a figure. Each client closes its stream after its last
+frame, so the server's idle timeout can be long enough for a slow load generator.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from callbot.audio_server.stream_client import read_wav, stream_pcm, stream_url
 SERVER = [sys.executable, "-m", "callbot"]
 START_TIMEOUT_S = 30.0
 UNCAPPED = 1000  # audio_server.max_speed's largest value
+IDLE_TIMEOUT_S = 60.0  # the streams end by the client's close; this only bounds a client that vanished
+STT_LINGER_S = 5.0  # with transcripts on, a client waits this long after its last frame for the last finals
 NOISE_CPU_S = 0.05  # a difference this small (or negative) from the idle start and stop is their variation, not the streams
 
 
@@ -50,6 +57,23 @@ def _wait_for_port(log_path: Path, proc: subprocess.Popen) -> int:
     raise click.ClickException(f"the audio server did not listen within {START_TIMEOUT_S:g} s; see {log_path}")
 
 
+def _served_frames(log_path: Path, expected: list[int]) -> int:
+    """Frames the server took over its streams, from their "stream closed" lines; an error unless
+    every stream got all of its audio (``expected``: each stream's frames)."""
+    records = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    closed = [r for r in records if r.get("msg") == "stream closed"]
+    served = sorted(round(float(r["t"]) * FRAMES_PER_S) for r in closed)
+    served += [0] * (len(expected) - len(served))  # a stream the server never opened took nothing
+    cut = sum(got < want for got, want in zip(served, sorted(expected)))
+    if cut:
+        failed = [r for r in records if r.get("msg") in ("stream failed", "handshake refused")]
+        why = "; ".join(sorted({str(r.get("reason") or r.get("code")) for r in failed})) or "no reason logged"
+        raise click.ClickException(
+            f"{cut} of {len(expected)} streams did not reach the server whole (the server said: {why}): the "
+            "load generator could not keep up, and the server's CPU would be divided by audio it never took")
+    return sum(served)
+
+
 def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int,
                 speed: float, stt: bool) -> tuple[float, int, float]:
     """Child CPU seconds, frames served and wall seconds for ``streams`` concurrent fixture streams
@@ -59,8 +83,8 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int
         before = _children_cpu()
         with open(log_path, "w") as log_file:
             args = [*SERVER, *(["--config", config] if config else []), "--log-json", "audio-server", "--port", "0",
-                    "--idle-timeout", "0.5", "--max-streams", str(max(streams, 1)), "--workers", str(workers),
-                    *([] if stt else ["--no-stt"])]
+                    "--idle-timeout", str(IDLE_TIMEOUT_S), "--max-streams", str(max(streams, 1)),
+                    "--workers", str(workers), *([] if stt else ["--no-stt"])]
             # the clients send as fast as the server reads: this measures cost, so the rate cap is lifted
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "CALLBOT_AUDIO_SERVER_MAX_SPEED": str(UNCAPPED),
                    "CALLBOT_AUDIO_SERVER_REPLAY_MAX_SPEED": str(UNCAPPED)}
@@ -68,10 +92,11 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int
         try:
             port = _wait_for_port(log_path, proc)
             jobs = [read_wav(wavs[i % len(wavs)]) for i in range(streams)]
+            linger = STT_LINGER_S if stt else 0.0
 
             async def run() -> None:
                 await asyncio.gather(*(stream_pcm(stream_url(f"ws://127.0.0.1:{port}", rate=rate), samples, rate,
-                                                  speed=speed, linger_s=60.0) for samples, rate in jobs))
+                                                  speed=speed, linger_s=linger) for samples, rate in jobs))
 
             wall = time.monotonic()
             asyncio.run(run())
@@ -79,7 +104,7 @@ def _server_cpu(wavs: list[Path], streams: int, config: str | None, workers: int
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
-        frames = sum(len(samples) // frame_samples(rate) for samples, rate in jobs)
+        frames = _served_frames(log_path, [len(samples) // frame_samples(rate) for samples, rate in jobs])
         return _children_cpu() - before, frames, wall
 
 
