@@ -91,8 +91,7 @@ class WhisperInTheLoop:
     def submit(self, jobs: list[DecodeJob], now: float) -> None:
         for job in jobs:
             running = self._running
-            if (job.kind == "final" and running is not None and running[1].kind == "partial"
-                    and running[1].piece_key == job.piece_key and running[1].end_s >= job.end_s):
+            if running is not None and job.can_take(running[1]):
                 self._arrive(running[0], job, running[2])
                 dropped = self._queue.drop_stale(job)
             else:

@@ -46,6 +46,8 @@ def fixture_wavs(directory: Path, max_s: float | None = None) -> list[Path]:
     if not paths:
         raise click.ClickException(f"no WAV files in {directory}; give --fixtures DIR")
     return paths
+
+
 ECHO_PROMPT = "en/16000/greeting.wav"  # the reference of ``cascade_echo``: a bundled prompt (resampled to each rate)
 
 

@@ -263,8 +263,8 @@ class SttEngine:
         """
         self._waiting += 1
         try:
-            running = self._running_partials_by_piece.get(job.piece_key) if job.kind == "final" else None
-            if running is not None and running[0].end_s >= job.end_s:
+            running = self._running_partials_by_piece.get(job.piece_key)
+            if running is not None and job.can_take(running[0]):
                 self.metrics.finals_shared.inc()
                 self._dropped(self._queue.drop_stale(job))
                 return await asyncio.shield(running[1])

@@ -63,6 +63,11 @@ class DecodeJob:
         """Which piece of which segment of which stream this job decodes."""
         return self.stream, self.segment_id, self.piece
 
+    def can_take(self, partial: "DecodeJob") -> bool:
+        """This final may take ``partial``'s result instead of a decode of its own: the same piece, all its speech heard."""
+        return (self.kind == "final" and partial.kind == "partial" and partial.piece_key == self.piece_key
+                and partial.end_s >= self.end_s)
+
 
 @dataclass(frozen=True)
 class DecodeResult:

@@ -6,13 +6,14 @@ import re
 import unicodedata
 from typing import Collection, Mapping, Sequence
 
-# The intents every scenario may branch on, in the order they win when several match: asking to
-# be taken off the list beats "later", which beats a plain no or yes ("no, call me later" is later).
-INTENTS: tuple[str, ...] = ("stop", "later", "no", "yes")
-# Intents a step hears only when its ``on`` names them ("hold on a second" is a reply elsewhere, but
-# no scenario written before them has to name them). In the order above, they come after "later".
-OPTIONAL_INTENTS: tuple[str, ...] = ("hold",)
+# Every intent, in the order they win when several match: asking to be taken off the list beats
+# "later", which beats a plain no or yes ("no, call me later" is later).
 _ORDER: tuple[str, ...] = ("stop", "later", "hold", "no", "yes")
+# Intents a step hears only when its ``on`` names them ("hold on a second" is a reply elsewhere, but
+# no scenario written before them has to name them).
+OPTIONAL_INTENTS: tuple[str, ...] = ("hold",)
+# The intents every scenario may branch on.
+INTENTS: tuple[str, ...] = tuple(name for name in _ORDER if name not in OPTIONAL_INTENTS)
 OPT_OUT_INTENT = "stop"  # the callee asks not to be called again: DNC, then the scenario's opt-out step
 
 DEFAULT_RULES: dict[str, dict[str, tuple[str, ...]]] = {
