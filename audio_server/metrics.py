@@ -43,6 +43,7 @@ class SttMetrics:
     finals_shared: Counter
     finals_early: Counter
     finals_suppressed: Counter
+    redecoded: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> "SttMetrics":
@@ -82,6 +83,10 @@ class SttMetrics:
             finals_suppressed=Counter(
                 "callbot_stt_finals_suppressed", "Finals not emitted: noise, empty or a known hallucination.",
                 ["reason"], registry=registry,
+            ),
+            redecoded=Counter(
+                "callbot_stt_redecoded", "Decodes done again without the robot's prompt as context: the first one "
+                "repeated a sentence (Whisper's loop).", ["kind"], registry=registry,
             ),
         )
 

@@ -51,6 +51,27 @@ def test_long_reply_final_has_key_words_and_partials_are_earlier_prefixes() -> N
 
 
 @pytest.mark.slow  # the real Whisper model
+@pytest.mark.parametrize("name", ["short_yes", "two_short"])
+def test_the_robots_prompt_as_context_sends_no_reply_into_a_loop(name: str) -> None:
+    """Given the greeting as context, tiny.en made "Yes? Yes? Yes? ..." of one short "yes" and twelve "Who is
+    this?" of one; the engine then decodes the same audio again without it."""
+    fixture = Fixture.named(name)
+    samples, rate = fixture.samples, fixture.rate
+    start, end = fixture.sidecar["speech"][-1]
+    reply = samples[round((start - 0.3) * rate):round((end + 0.3) * rate)]
+    greeting = ("Hello, this is the Acme clinic calling about your appointment next Tuesday at ten in the morning. "
+                "Can you still make it? Please say yes or no.")
+    engine = shared_engine()
+    counted = engine.metrics.redecoded.labels("final")
+    before = counted._value.get()
+    result = asyncio.run(engine.transcribe(DecodeJob("s", 0, 0, "final", 1, reply, rate, start, end, greeting, None)))
+    assert result is not None and normalise(result.text) in {"yes", "who is this"}, result
+    assert result.no_speech_prob < 0.6 and result.avg_logprob > -1.0
+    assert result.redecoded or name != "short_yes"  # short_yes loops with the greeting (the old engine's text)
+    assert counted._value.get() - before == result.redecoded
+
+
+@pytest.mark.slow  # the real Whisper model
 def test_8k_stream_is_transcribed() -> None:
     """tiny.en hears "Tuesday afternoon" at 8 kHz as "Zoom after Zoom" (with any resampler): check the rest."""
     (final,) = replay("long_reply_8k").of(Final)

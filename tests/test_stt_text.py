@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text, trails_off
+from callbot.audio_server.stt.text import LocalAgreement, TextFilter, clean_text, repeats_sentence, trails_off
 from callbot.config import SttSettings
 
 
@@ -75,3 +75,19 @@ def test_real_speech_passes(text_filter: TextFilter) -> None:
     assert text_filter.reject_reason("Thank you, call me Tuesday.", avg_logprob=-0.3, no_speech_prob=0.1) is None
     # Whisper's rule needs both: a high no_speech_prob alone with a good logprob is speech.
     assert text_filter.reject_reason("Okay, right.", avg_logprob=-0.5, no_speech_prob=0.7) is None
+
+
+@pytest.mark.parametrize("text, looped", [
+    ("Yes. Yes.", True),
+    ("Yes? Yes? Yes? Yes? Yes", True),  # a loop cut off by the token cap: its last one has no "?"
+    ("Who is this? who is this!", True),  # case and punctuation aside
+    ("Hello there. Who is this? Who is this?", True),  # anywhere in the text
+    ("Yes.", False),
+    ("Yes, yes, yes, yes.", False),  # said four times in one breath: one sentence
+    ("No, no, I said no.", False),
+    ("Hello there. Who is this?", False),
+    ("[Music] Yes. (laughs) Yes.", True),  # annotations are not words
+    ("", False),
+])
+def test_a_sentence_said_twice_in_a_row_is_whispers_loop(text: str, looped: bool) -> None:
+    assert repeats_sentence(text) is looped

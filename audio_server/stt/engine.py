@@ -21,6 +21,7 @@ import numpy as np
 from callbot.audio_server.metrics import SttMetrics
 from callbot.audio_server.stt.queue import DecodeQueue
 from callbot.audio_server.stt.stage import DecodeJob, DecodeResult
+from callbot.audio_server.stt.text import repeats_sentence
 from callbot.config import SttSettings
 
 log = logging.getLogger(__name__)
@@ -238,7 +239,19 @@ class SttEngine:
         window[0, :, :used] = features[:, :used]
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(window), to_cpu=False)
         tokenizer, suppress = self._tokenizer_for(job.language or self.settings.language)
-        context = tokenizer.encode(" " + job.initial_prompt) if job.initial_prompt else []
+        text, avg_logprob, no_speech_prob = self._generate(encoded, job, tokenizer, suppress, job.initial_prompt)
+        redecoded = bool(job.initial_prompt) and repeats_sentence(text)
+        if redecoded:
+            # The robot's prompt as context sent Whisper into a loop ("Yes. Yes. Yes." for one short "yes"):
+            # the same encoding decoded again without it, as faster-whisper resets the prompt on a fallback.
+            # A reply really said twice comes out twice again.
+            text, avg_logprob, no_speech_prob = self._generate(encoded, job, tokenizer, suppress, None)
+        return DecodeResult(text, avg_logprob, no_speech_prob, time.perf_counter() - started, redecoded)
+
+    def _generate(self, encoded: Any, job: DecodeJob, tokenizer: Any, suppress: list[int],
+                  initial_prompt: str | None) -> tuple[str, float, float]:
+        """One greedy or beam decode of an encoded window: text, average log-probability, no-speech probability."""
+        context = tokenizer.encode(" " + initial_prompt) if initial_prompt else []
         prompt = self.model.get_prompt(tokenizer, context, without_timestamps=True, prefix=job.prefix or None)
         result = self.model.model.generate(
             encoded, [prompt], beam_size=self.settings.beam_size, return_scores=True,
@@ -247,8 +260,7 @@ class SttEngine:
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper reports it
-        text = tokenizer.decode(tokens).strip()
-        return DecodeResult(text, float(avg_logprob), float(result.no_speech_prob), time.perf_counter() - started)
+        return tokenizer.decode(tokens).strip(), float(avg_logprob), float(result.no_speech_prob)
 
     @property
     def queue_depth(self) -> int:
@@ -330,6 +342,8 @@ class SttEngine:
             self.metrics.audio_seconds.labels(job.kind).inc(job.audio_s)
             if job.audio_s > 0:
                 self.metrics.rtf.labels(job.kind).observe(result.decode_s / job.audio_s)
+            if result.redecoded:
+                self.metrics.redecoded.labels(job.kind).inc()
             if not future.done():
                 future.set_result(result)
         self._pump()

@@ -77,6 +77,7 @@ class DecodeResult:
     avg_logprob: float
     no_speech_prob: float
     decode_s: float = 0.0
+    redecoded: bool = False  # decoded again without the robot's prompt: the first decode looped (metrics)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 _ANNOTATION = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*|♪+")
 _NON_WORD = re.compile(r"[^\w']+")
+_SENTENCE_END = re.compile(r"(?<=[.!?\u2026])\s+")
 
 
 def clean_text(text: str) -> str:
@@ -31,6 +32,17 @@ def normalise_word(word: str) -> str:
 def normalise(text: str) -> str:
     """A phrase as compared with the hallucination list."""
     return " ".join(w for w in (normalise_word(w) for w in text.split()) if w)
+
+
+def repeats_sentence(text: str) -> bool:
+    """Two sentences in a row say the same thing ("Yes. Yes. Yes.", case and punctuation aside).
+
+    The shape of Whisper's decoding loop: given the robot's prompt as context ("... Please say yes or
+    no."), tiny.en turned one short "yes" into "Yes. Yes." or a dozen of them (the last one cut off
+    by the token cap, hence "punctuation aside").
+    """
+    sentences = [normalise(s) for s in _SENTENCE_END.split(clean_text(text))]
+    return any(a and a == b for a, b in zip(sentences, sentences[1:]))
 
 
 class LocalAgreement:
