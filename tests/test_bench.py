@@ -74,6 +74,18 @@ def test_summary_counts_missed_false_and_failed_calls():
     assert percentiles([5, 1, 4, 2, 3], (50, 95)) == {"p50": 3, "p95": 5}
 
 
+def test_an_amd_notsure_counts_as_what_the_scenario_does_with_it():
+    """The robot treats ``notsure`` as the scenario's ``voicemail.on_notsure``: the bench scores that, as amd-report does."""
+    side = _sidecar("silence")  # expect.amd: human; nobody speaks, so the verdict is notsure
+    unsure = {"call_uuid": "a", "disposition": "x", "amd": "notsure", "transcripts": [], "barge_ins": []}
+    machine = {**unsure, "amd": "machine"}
+    as_human = [score_call("silence.wav", unsure, None, side, 1.5, 0.3), score_call("silence.wav", machine, None, side, 1.5, 0.3)]
+    assert [r["amd_acted"] for r in as_human] == ["human", "machine"]
+    assert {k: summarize(as_human)[k] for k in ("amd_mismatches", "amd_notsure")} == {"amd_mismatches": 1, "amd_notsure": 1}
+    as_machine = [score_call("silence.wav", unsure, None, side, 1.5, 0.3, notsure_as="machine")]
+    assert summarize(as_machine)["amd_mismatches"] == 1
+
+
 def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, "bench", *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -137,7 +137,8 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
                 rows.append(score_call(wav.name, None, None, sidecars[wav], threshold_s, bridge_s, error=result))
             else:
                 report, truth = report_with_truth(switch, result, wav.name)
-                rows.append(score_call(wav.name, report, truth, sidecars[wav], threshold_s, bridge_s))
+                rows.append(score_call(wav.name, report, truth, sidecars[wav], threshold_s, bridge_s,
+                                       notsure_as=scenario.voicemail.on_notsure))
         rss = {"audio_server": audio.peak_rss_mb(), "bench": peak_rss_mb()}
     cpu = {k: round(cpu_after[k] - cpu_before[k], 2) for k in cpu_after}
     audio_s = stt_after["audio_s"] - stt_before["audio_s"]
@@ -163,7 +164,10 @@ def run_bench(settings: Settings, *, calls: int, fixtures_dir: Path | None = Non
                                for k, v in percentiles(tick_lags_ms, (50, 95, 100)).items()},
         "ramp_s": cfg.ramp_s if ramp else 0.0,
         "failed": sum(r["error"] is not None for r in rows),
-        "amd_mismatches": scored["amd_mismatches"],  # calls whose amd verdict is not the sidecar's expect.amd
+        # calls where the verdict the robot acted on (notsure as the scenario's voicemail.on_notsure) is not the
+        # sidecar's expect.amd; amd_notsure: calls whose verdict was notsure
+        "amd_mismatches": scored["amd_mismatches"],
+        "amd_notsure": scored["amd_notsure"],
         "cpu_s_bench_other": round(cpu["bench_process"] - cpu["robot"] - cpu["switch"], 2),
         "peak_rss_mb_by_process": rss,
         "load_avg": {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]},

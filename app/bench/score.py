@@ -96,20 +96,24 @@ def final_latencies_ms(truth: dict[str, Any], speech: Sequence[Sequence[float]])
 
 def score_call(fixture: str, report: dict[str, Any] | None, truth: dict[str, Any] | None,
                sidecar: dict[str, Any], threshold_s: float, bridge_s: float,
-               error: str | None = None) -> dict[str, Any]:
-    """One row per call: what was expected, what happened at the switch, and its latencies."""
+               error: str | None = None, notsure_as: str = "human") -> dict[str, Any]:
+    """One row per call: what was expected, what happened at the switch, and its latencies.
+
+    ``amd_acted`` is the verdict the robot acted on: ``notsure`` counts as ``notsure_as`` (the scenario's
+    ``voicemail.on_notsure``), as ``callbot amd-report`` counts it; the sidecar's ``expect.amd`` is human
+    or machine, and nobody speaking (``silence``) is rightly ``notsure``."""
     expect = sidecar.get("expect", {})
     expected = bool(expect.get("barge_in"))
     row: dict[str, Any] = {"fixture": fixture, "call_uuid": None, "expected_barge_in": expected, "barge_in": None,
                            "latency_ms": None, "barge_in_path_ms": None, "final_latency_ms": [], "finals": 0,
                            "transcript": "", "disposition": None, "expected_amd": expect.get("amd"), "amd": None,
-                           "error": error}
+                           "amd_acted": None, "error": error}
     if report is None:
         return row
     speech = sidecar.get("speech", [])
     acted = [b for b in report["barge_ins"] if b["break_at_switch_s"] is not None]
     row.update(call_uuid=report["call_uuid"], barge_in=bool(acted), disposition=report["disposition"],
-               amd=report["amd"],
+               amd=report["amd"], amd_acted=notsure_as if report["amd"] == "notsure" else report["amd"],
                latency_ms=barge_in_latency_ms(report, sidecar, threshold_s, bridge_s) if expected else None,
                finals=len(report["transcripts"]),
                transcript=" ".join(t["text"] for t in report["transcripts"]))
@@ -143,5 +147,6 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     finals = [x for r in ok for x in r["final_latency_ms"]]
     stt = {"finals": sum(r["finals"] for r in ok),
            "final_latency_ms": percentiles(finals, (50, 95))}
-    amd_wrong = sum(r["expected_amd"] is not None and r["amd"] != r["expected_amd"] for r in ok)
-    return {"barge_in": barge, "stt": stt, "amd_mismatches": amd_wrong}
+    amd_wrong = sum(r["expected_amd"] is not None and r["amd_acted"] != r["expected_amd"] for r in ok)
+    return {"barge_in": barge, "stt": stt, "amd_mismatches": amd_wrong,
+            "amd_notsure": sum(r["amd"] == "notsure" for r in ok)}
