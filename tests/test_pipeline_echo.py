@@ -16,14 +16,23 @@ from callbot.audio_server.pipeline.stream import StreamPipeline
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
 from callbot.events import BargeIn
+from callbot.resources import demo_calls_dir
 
 EVAL = Path(__file__).parent / "fixtures" / "eval"
 PROMPTS = Path(__file__).parent.parent / "prompts_audio"
 CALL = "5b0e8a4e-2a43-4a4f-b1f0-6d0c5bb0f0a1"
 
 
-def barge_ins(name: str, speech: SpeechSettings | None = None) -> list[BargeIn]:
+def barge_ins(name: str, speech: SpeechSettings | None = None, caller_at: float | None = None) -> list[BargeIn]:
+    """The barge-ins of an eval fixture; with ``caller_at``, the demo caller's "Okay, right." (1.2 s) added there."""
     samples, rate = sf.read(EVAL / f"{name}.flac", dtype="int16")
+    if caller_at is not None:
+        word, _ = sf.read(demo_calls_dir() / "backchannel.wav", dtype="int16")
+        start, end = (round(t * rate) for t in (1.26, 2.55))  # its one utterance, 1.31-2.50 s
+        mixed = samples.astype(np.int32)
+        at = round(caller_at * rate)
+        mixed[at:at + end - start] += word[start:end]
+        samples = np.clip(mixed, -32768, 32767).astype(np.int16)
     sidecar = json.loads((EVAL / f"{name}.json").read_text())
     pipeline = StreamPipeline(StreamParams(CALL, rate, 1500, 300), Settings(), speech=speech)
     marker = sidecar["playback"][0]
@@ -61,6 +70,17 @@ def test_a_caller_over_a_prompt_on_a_line_without_echo_barges_in_at_their_onset(
     truth = json.loads((EVAL / f"{name}.json").read_text())["speech"][0][0]
     found = barge_ins(name)
     assert len(found) == 1 and abs(found[0].onset_s - truth) < 0.1, (found, truth)
+
+
+@pytest.mark.xfail(strict=True, reason="known defect (December 5 2026, not fixed): a short word in the first second "
+                   "of a prompt, on a line with echo, can lock the echo path at a wrong delay; the echo after the word "
+                   "then passes for the caller and stretches the word to a barge-in (13 of 72 such cases in the eval "
+                   "echo fixtures, docs/bargein.md, 'Known limits')")
+@pytest.mark.parametrize("name", ["echo_11_voicemail_20db_120ms", "echo_13_cancelled_10db_200ms"])
+def test_a_short_word_over_the_echo_of_a_new_prompt_is_no_barge_in(name: str) -> None:
+    assert barge_ins(name, caller_at=None) == []  # the echo alone: none
+    assert barge_ins("overprompt_00_callback", caller_at=None)  # the harness hears a caller
+    assert barge_ins(name, caller_at=0.3) == []  # "Okay, right." (1.2 s, under the 1.5 s threshold) over the echo
 
 
 def test_the_bound_learnt_on_a_silent_line_caps_the_worst_case_and_rises_only_slowly() -> None:
