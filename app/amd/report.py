@@ -16,6 +16,7 @@ import numpy as np
 from callbot.audio_server.amd.detector import RESULTS
 from callbot.app.amd.replay import FixtureError, FixtureOutcome, ReplayFn, replay_pipeline
 from callbot.config import Settings
+from callbot.robot.scenario.loader import acted_verdict
 
 BEEP_TOLERANCE_S = 0.1  # a detected beep ending this close to the sidecar's beep end is that beep
 
@@ -50,7 +51,7 @@ def fixture_wavs(directory: Path) -> list[Path]:
 def score_fixture(name: str, sidecar: dict[str, Any], outcome: FixtureOutcome, notsure_as: str) -> dict[str, Any]:
     """One fixture's row: the decision against expect.amd, and the beeps against the sidecar's beep."""
     result = outcome.amd.result if outcome.amd else None
-    effective = notsure_as if result == "notsure" else result
+    effective = acted_verdict(result, notsure_as)
     truth = sidecar.get("beep")
     matched = [b for b in outcome.beeps if truth and abs(b.t - truth[1]) <= BEEP_TOLERANCE_S]
     row: dict[str, Any] = {

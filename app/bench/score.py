@@ -6,6 +6,7 @@ import math
 from typing import Any, Iterable, Sequence, TypeVar
 
 from callbot.events import AudioEvent, BargeIn, EventParseError, Final, parse_event
+from callbot.robot.scenario.loader import acted_verdict
 
 E = TypeVar("E", bound=AudioEvent)
 
@@ -113,7 +114,7 @@ def score_call(fixture: str, report: dict[str, Any] | None, truth: dict[str, Any
     speech = sidecar.get("speech", [])
     acted = [b for b in report["barge_ins"] if b["break_at_switch_s"] is not None]
     row.update(call_uuid=report["call_uuid"], barge_in=bool(acted), disposition=report["disposition"],
-               amd=report["amd"], amd_acted=notsure_as if report["amd"] == "notsure" else report["amd"],
+               amd=report["amd"], amd_acted=acted_verdict(report["amd"], notsure_as),
                latency_ms=barge_in_latency_ms(report, sidecar, threshold_s, bridge_s) if expected else None,
                finals=len(report["transcripts"]),
                transcript=" ".join(t["text"] for t in report["transcripts"]))

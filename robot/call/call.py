@@ -33,7 +33,7 @@ from callbot.robot.esl.commands import (
     kill_command, originate_command, pause_toggle_command,
 )
 from callbot.robot.scenario.intents import OPT_OUT_INTENT, OPTIONAL_INTENTS
-from callbot.robot.scenario.loader import Scenario, Step
+from callbot.robot.scenario.loader import Scenario, Step, acted_verdict
 from callbot.audio_format import FRAME_MS
 from callbot.stream import ANSWERED_AGO_LIMIT, AnsweredMarker, PlaybackMarker, marker_command, robot_stream_url
 
@@ -489,7 +489,7 @@ class Call:
         self.amd_settled = True
         self._deadlines.pop("amd", None)
         vm = self.scenario.voicemail
-        machine = result == "machine" or (result == "notsure" and vm.on_notsure == "machine")
+        machine = acted_verdict(result, vm.on_notsure) == "machine"
         live = self.sm.state in (S.AMD, S.PLAYING, S.LISTENING)
         action = (vm.on_machine if live else "none") if machine else "human"
         self._robot("amd_result", result=result, cause=cause, action=action)
