@@ -185,6 +185,11 @@ class StreamSession:
             for hint in self.pipeline.amd.on_transcript(event.text, event.t, isinstance(event, Final)):
                 self.outbox.put(hint, self.params.call)
 
+    def on_wordless_final(self, end_s: float) -> None:
+        """STT suppressed a final (no words): the AMD need not wait for a transcript of that speech."""
+        for verdict in self.pipeline.amd.heard(end_s):
+            self.outbox.put(verdict, self.params.call)
+
     def on_text(self, text: str, max_bytes: int) -> list[str]:
         """A playback marker (the robot's prompt, STT context), or metadata (first, late or never); the
         rest is ignored. Returns the text frames to send back: an ``error`` for a bad marker (the
@@ -383,7 +388,7 @@ class AudioServer:
             session.outbox.put(Error(t=0.0, code="stt_language_unsupported", message=problem), params.call)
         elif self.engine is not None:
             session.stt = StreamTranscription.open(self.engine, params.rate, params.call, session.on_transcript,
-                                                   params.lang)
+                                                   params.lang, session.on_wordless_final)
         sender = asyncio.create_task(_send_outbox(ws, session, self.metrics))
         self.live.add(ws)
         log.info("stream open", extra={"call": params.call, "rate": params.rate, "streams": len(self.live)})

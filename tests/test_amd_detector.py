@@ -30,18 +30,18 @@ class Feeder:
     def now(self) -> float:
         return self.start / RATE
 
-    def run(self, ms: int, voiced: bool) -> "Feeder":
+    def run(self, ms: int, voiced: bool, stt_until: float | None = None) -> "Feeder":
         for _ in range(ms // 20):
             frame = Frame(np.zeros(STEP, np.int16), self.start, RATE)
-            self.out += self.amd.feed(FrameDecision(frame, voiced, -20.0 if voiced else -70.0))
+            self.out += self.amd.feed(FrameDecision(frame, voiced, -20.0 if voiced else -70.0), stt_until)
             self.start += STEP
         return self
 
     def voice(self, ms: int) -> "Feeder":
         return self.run(ms, True)
 
-    def silence(self, ms: int) -> "Feeder":
-        return self.run(ms, False)
+    def silence(self, ms: int, stt_until: float | None = None) -> "Feeder":
+        return self.run(ms, False, stt_until)
 
     def said(self, text: str, final: bool = True, at: float | None = None) -> "Feeder":
         """STT's words about the audio up to ``at`` (default: now), arriving now."""
@@ -224,6 +224,34 @@ def test_with_stt_a_verdict_waits_for_the_words_before_it_at_most_hint_wait_ms()
     assert g.decided == ("human", "HUMAN", 1.6)
     silent = Feeder(transcripts=True).silence(2500)  # no word: nothing to wait for
     assert silent.decided == ("notsure", "INITIALSILENCE", 2.5)
+
+
+def test_a_held_verdict_waits_only_for_transcripts_of_the_speech_stt_was_given() -> None:
+    """The line gate heard voice until 0.8 s, but the segment speech recognition got ended at 0.7 (the rest was
+    the prompt's echo tail, or a sound the speech classifier refused): no transcript will ever cover 0.8."""
+    given = Feeder(transcripts=True).silence(300).voice(500).silence(1000, stt_until=0.7)  # HUMAN at 1.6, held
+    assert given.out == []
+    given.said("Yes.", at=0.7)  # the final of that segment: all the speech STT had
+    assert given.decided == ("human", "HUMAN", 1.6) and given.now == 1.8
+    untold = Feeder(transcripts=True).silence(300).voice(500).silence(1000)  # not told: waits for a transcript of 0.8
+    assert untold.said("Yes.", at=0.7).out == []
+    assert untold.silence(800).decided == ("human", "HUMAN", 1.6) and untold.now == 2.6  # hint_wait_ms after
+
+
+def test_a_held_verdict_waits_while_a_segment_may_still_bring_words() -> None:
+    """``stt_until`` None: a segment is open or starting, its words are still to come."""
+    f = Feeder(transcripts=True).silence(300).voice(500).silence(1000, stt_until=None)
+    assert f.said("Yes.", at=0.7).out == []
+
+
+def test_a_final_stt_suppressed_releases_a_held_verdict() -> None:
+    """No words for the speech (a cough, a language the model does not know): ``heard`` says STT is done with it."""
+    f = Feeder(transcripts=True).silence(300).voice(500).silence(1000, stt_until=0.8)
+    assert f.out == []
+    f.out += f.amd.heard(0.8)
+    assert f.decided == ("human", "HUMAN", 1.6) and f.now == 1.8
+    g = Feeder(transcripts=True).silence(300).voice(500).silence(1000, stt_until=0.8)
+    assert g.amd.heard(0.5) == []  # an earlier segment's: the speech up to 0.8 is still to be transcribed
 
 
 def test_flush_sends_a_verdict_still_waiting_at_the_end_of_the_stream() -> None:

@@ -93,6 +93,7 @@ def test_hallucinated_or_noise_finals_are_suppressed_with_a_reason() -> None:
         (final,) = stage.feed([SegmentClosed(seg, seg * 2.0 + 0.3)]).jobs
         out = stage.on_result(final, result)
         assert out.events == []
+        assert out.wordless == [seg * 2.0 + 0.3]  # where its speech ended: the AMD need not wait for its words
         reasons += out.suppressed
     assert reasons == ["hallucination", "no_speech"]
 
@@ -106,7 +107,7 @@ def test_finals_are_emitted_in_segment_order_whatever_order_results_come_back() 
     assert stage.on_result(finals[2], DecodeResult("three", -0.3, 0.1)).events == []
     assert stage.on_result(finals[1], DecodeResult("Thank you.", -0.3, 0.1)).events == []  # suppressed, in order
     out = stage.on_result(finals[0], DecodeResult("one", -0.3, 0.1))
-    assert [e.text for e in out.events] == ["one", "three"]
+    assert [e.text for e in out.events] == ["one", "three"] and out.wordless == [4.4]
 
 
 def test_long_segment_is_cut_at_its_quietest_frame_and_finalised_in_pieces() -> None:

@@ -188,12 +188,20 @@ class AmdDetector:
         self._hints: list[tuple[float, int, str, bool]] = []  # (t, arrival, text, final), in stream order
         self._verdict: Verdict | None = None  # decided, not sent yet
         self._heard_until = float("-inf")  # the audio the transcripts so far have covered
+        self._stt_until: float | None = None  # see feed
 
     def _new_rules(self) -> _Rules:
         return _Rules(self.p, self._phrases, self._greeting_words, self._unheard_ms)
 
-    def feed(self, verdict: VoicedFrame) -> list[Amd]:
-        """Advance by one frame's verdict; returns ``[Amd]`` when the verdict is due."""
+    def feed(self, verdict: VoicedFrame, stt_until: float | None = None) -> list[Amd]:
+        """Advance by one frame's verdict; returns ``[Amd]`` when the verdict is due.
+
+        ``stt_until`` (from the pipeline, which knows the segments): speech recognition has been given all
+        the speech before this frame, and it ended there; None when it may still be given some (a segment
+        is open or starting). A held verdict waits only for transcripts up to it: voice the line gate heard
+        after it (an echo's tail, a sound the speech classifier refused) never gets a transcript.
+        """
+        self._stt_until = stt_until
         if self.decision is not None or not self.p.enabled:
             return []
         frame = verdict.frame
@@ -228,6 +236,15 @@ class AmdDetector:
             self._verdict = self._replay()
         return self._release()
 
+    def heard(self, t: float) -> list[Amd]:
+        """Speech recognition is done with the audio up to stream time ``t`` and has no words for it (a final
+        it suppressed: a cough, a language the model does not know): no transcript of it will come."""
+        if self.decision is not None or not self.p.enabled:
+            return []
+        now = self._frames[-1][0] if self._frames else 0.0
+        self._heard_until = max(self._heard_until, min(t, now))
+        return self._release()
+
     def flush(self) -> list[Amd]:
         """End of stream: a verdict still waiting for transcripts is due now."""
         if self.decision is not None or self._verdict is None:
@@ -258,6 +275,8 @@ class AmdDetector:
             return []
         _result, _cause, at, last_word = self._verdict
         now = self._frames[-1][0] if self._frames else at
+        if self._stt_until is not None:
+            last_word = min(last_word, self._stt_until)
         unheard = self._heard_until < last_word - 1e-6
         if self._wait_s and unheard and now < at + self._wait_s - 1e-6:
             return []  # a transcript of the speech before the verdict may still change it

@@ -47,10 +47,17 @@ class Segmenter:
         self._voiced_end = 0  # sample where the last confirmed voiced frame ends
         self._run_start = 0  # first sample of the current consecutive voiced frames
         self._run_frames = 0
+        self._since_voiced = self._window + self._onset_gap + 1  # frames since the last voiced one
 
     @property
     def in_speech(self) -> bool:
         return self._open
+
+    @property
+    def quiet(self) -> bool:
+        """No segment is open, and none that opens later can date its onset back before now (no voiced frame
+        within the start window and the onset's allowed gap)."""
+        return not self._open and self._since_voiced > self._window + self._onset_gap
 
     def feed(self, decision: FrameDecision) -> SegmenterStep:
         """Fold in the next frame's decision."""
@@ -60,8 +67,10 @@ class Segmenter:
             if not self._run_frames:
                 self._run_start = frame.start
             self._run_frames += 1
+            self._since_voiced = 0
         else:
             self._run_frames = 0
+            self._since_voiced += 1
         if not self._open:
             return self._maybe_open(decision)
         return self._continue_segment(decision)

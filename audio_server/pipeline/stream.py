@@ -35,7 +35,7 @@ from callbot.audio_server.pipeline.segments import FrameDecision, SegmentClosed,
 from callbot.audio_server.pipeline.vad import LevelNormaliser, Vad, level_dbfs
 from callbot.audio_server.stream_params import StreamParams
 from callbot.config import Settings
-from callbot.events import AudioEvent, Final, Partial
+from callbot.events import AudioEvent
 
 
 @dataclass
@@ -105,6 +105,7 @@ class StreamPipeline:
         self.held = (ConfirmedSegments(params.rate, vad.frame_ms, vad.pre_speech_ms)
                      if self.classifier is not None else None)
         self._pending: list[_Accepted] = []
+        self._stt_speech_end = float("-inf")  # where the speech of the last segment speech recognition got ended
         self._active_frames = max(1, self.speech.active_ms // vad.frame_ms)
         self._since_voiced = self._active_frames  # frames since the gate last voiced one
 
@@ -200,7 +201,11 @@ class StreamPipeline:
             out.line.append(item.line)
             out.echo.append(item.echo)
             self._after_segmenter(step, out, confirmed)
-            out.events.extend(self.amd.feed(item.line))
+            if confirmed:
+                for seg in step.items:
+                    if isinstance(seg, SegmentClosed):
+                        self._stt_speech_end = seg.end_s
+            out.events.extend(self.amd.feed(item.line, self._stt_speech_end if self.segmenter.quiet else None))
             if self.listens_for_beep:
                 out.events.extend(self.beep.feed(frame))
         return out
@@ -238,10 +243,6 @@ class StreamPipeline:
         if self.listens_for_beep:
             out.events.extend(self.beep.flush())
         return out
-
-    def on_transcript(self, event: Partial | Final) -> list[AudioEvent]:
-        """STT's partials and finals as AMD hints, dated by the stream time they arrive at."""
-        return list(self.amd.on_transcript(event.text, self.stream_time, isinstance(event, Final)))
 
     def _after_segmenter(self, step: SegmenterStep, out: PipelineOutput, confirmed: bool = True) -> None:
         if self.held is None:

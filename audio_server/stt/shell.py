@@ -20,17 +20,19 @@ from callbot.audio_server.stt.stage import DecodeJob, SegmentTranscriber, SttOut
 class StreamTranscription:
     """Runs one stream's decode jobs on the engine and hands every partial/final to ``emit`` as it is ready."""
 
-    def __init__(self, stage: SegmentTranscriber, engine: SttEngine, emit: Callable[[AudioEvent], None]) -> None:
+    def __init__(self, stage: SegmentTranscriber, engine: SttEngine, emit: Callable[[AudioEvent], None],
+                 wordless: Callable[[float], None] | None = None) -> None:
         self.stage = stage
         self.engine = engine
         self.emit = emit
+        self.wordless = wordless  # a final suppressed (no words): where its speech ended
         self._tasks: set[asyncio.Task[None]] = set()
 
     @classmethod
     def open(cls, engine: SttEngine, rate: int, call: str, emit: Callable[[AudioEvent], None],
-             language: str | None = None) -> "StreamTranscription":
+             language: str | None = None, wordless: Callable[[float], None] | None = None) -> "StreamTranscription":
         """The STT of a new stream at ``rate`` Hz in ``language`` (None: stt.language), with the engine's settings."""
-        return cls(SegmentTranscriber(engine.settings, rate, call, language), engine, emit)
+        return cls(SegmentTranscriber(engine.settings, rate, call, language), engine, emit, wordless)
 
     def feed(self, items: Iterable[SegmentItem]) -> None:
         """Segment items from the pipeline, in stream order."""
@@ -65,6 +67,9 @@ class StreamTranscription:
             if isinstance(event, Final):
                 metrics.finals.inc()
             self.emit(event)
+        if self.wordless is not None:
+            for end_s in out.wordless:
+                self.wordless(end_s)
         for job in out.jobs:
             task = asyncio.get_running_loop().create_task(self._run(job))
             self._tasks.add(task)

@@ -87,6 +87,7 @@ class SttOutput:
     events: list[Partial | Final] = field(default_factory=list)
     jobs: list[DecodeJob] = field(default_factory=list)
     suppressed: list[str] = field(default_factory=list)  # reasons finals were not reported (metrics)
+    wordless: list[float] = field(default_factory=list)  # where those finals' speech ended, in final order (AMD)
     reused: int = 0  # finals taken from a partial decode that had heard the whole segment (metrics)
     early: int = 0  # of those, finals sent before the segment closed (``stt.early_final_ms``, metrics)
 
@@ -94,6 +95,7 @@ class SttOutput:
         self.events += other.events
         self.jobs += other.jobs
         self.suppressed += other.suppressed
+        self.wordless += other.wordless
         self.reused += other.reused
         self.early += other.early
 
@@ -156,7 +158,7 @@ class SegmentTranscriber:
         self._seq = 0
         self._prompt: str | None = None
         self._finals_due: deque[int] = deque()  # seqs of final jobs, in piece order
-        self._finals_done: dict[int, Final | None] = {}
+        self._finals_done: dict[int, Final | float] = {}  # a suppressed final: its end of speech
 
     # -- inputs -----------------------------------------------------------------------------
     def set_prompt(self, text: str | None) -> None:
@@ -361,10 +363,12 @@ class SegmentTranscriber:
                 avg_logprob=result.avg_logprob, no_speech_prob=result.no_speech_prob,
             )
         else:
-            self._finals_done[job.seq] = None
+            self._finals_done[job.seq] = job.end_s
             out.suppressed.append(reason)
         while self._finals_due and self._finals_due[0] in self._finals_done:
             final = self._finals_done.pop(self._finals_due.popleft())
-            if final is not None:
+            if isinstance(final, Final):
                 out.events.append(final)
+            else:
+                out.wordless.append(final)
         return out
