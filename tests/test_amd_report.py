@@ -27,7 +27,8 @@ def replay_doc(prompt_starts: list[float]) -> dict:
         "events": [
             {"t": 0.0, "source": "switch", "type": "CHANNEL_ANSWER"},
             {"t": 2.02, "source": "audio", "type": "amd", "result": "machine", "cause": "MAXWORDS",
-             "decided_at_s": 2.02},
+             "decided_at_s": 2.0},
+            {"t": 2.64, "source": "robot", "type": "amd_result", "result": "machine", "action": "leave_message"},
             {"t": 8.98, "source": "audio", "type": "beep", "freq_hz": 850.0, "duration_ms": 800},
             {"t": 8.99, "source": "robot", "type": "beep"},
         ],
@@ -36,7 +37,8 @@ def replay_doc(prompt_starts: list[float]) -> dict:
 
 def test_outcome_from_replay_finds_amd_beep_and_the_voicemail_prompt() -> None:
     outcome = outcome_from_replay(replay_doc([0.1, 9.1]))
-    assert (outcome.amd.result, outcome.amd.cause, outcome.amd.decided_at_s) == ("machine", "MAXWORDS", 2.02)
+    assert (outcome.amd.result, outcome.amd.cause, outcome.amd.decided_at_s) == ("machine", "MAXWORDS", 2.0)
+    assert outcome.acted_after_s == 0.62  # both rows in call time: the verdict's where it was decided
     assert [(b.t, b.freq_hz) for b in outcome.beeps] == [(8.98, 850.0)]  # the robot's copy is not counted
     assert outcome.prompt_started_s == 9.1  # the greeting prompt at 0.1 s was before the decision
     assert outcome.barge_in_s == 1.9
@@ -68,3 +70,8 @@ def test_voicemail_prompt_starts_after_the_beep_end_to_end(tmp_path: Path) -> No
     assert report["accuracy"] == 1.0
     (vm,) = [r for r in report["fixtures"] if r["beep_expected"]]
     assert 0 <= vm["prompt_after_beep_ms"] <= 300
+    # "Hello?" has its final: the robot acts on the human verdict as it is decided (it waited 1.0 s for a
+    # transcript of the line gate's last voice before December 2026); a machine's may wait hint_wait_ms
+    (human,) = [r for r in report["fixtures"] if not r["beep_expected"]]
+    assert 0.0 <= human["acted_after_s"] < 0.5, human
+    assert 0.0 <= vm["acted_after_s"] <= Settings().amd.hint_wait_ms / 1000 + 0.5, vm

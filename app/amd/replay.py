@@ -46,6 +46,7 @@ class FixtureOutcome:
     transcripts: list[dict[str, Any]] = field(default_factory=list)  # STT output offered to the AMD: t (arrival),
     # audio_t (the end of the audio it describes, by which the AMD dates it), final, text
     barge_in_s: float | None = None  # the first barge_in detection: AMD runs beside it and must not delay it
+    acted_after_s: float | None = None  # from the verdict to the robot acting on it, call time (robot replays only)
     frames: int = 0
     cpu_s: dict[str, float] = field(default_factory=lambda: {"amd": 0.0, "beep": 0.0})  # in the stages only
 
@@ -190,8 +191,11 @@ def outcome_from_replay(doc: Mapping[str, Any]) -> FixtureOutcome:
     ``machine`` decision (a prompt started before the beep shows up as a negative offset)."""
     try:
         audio = [e for e in doc["events"] if e.get("source") == "audio"]
-        amd = next((Amd(t=e["t"], result=e["result"], cause=e["cause"], decided_at_s=e["decided_at_s"])
-                    for e in audio if e.get("type") == "amd"), None)
+        verdict = next((e for e in audio if e.get("type") == "amd"), None)
+        amd = None if verdict is None else Amd(t=verdict["t"], result=verdict["result"], cause=verdict["cause"],
+                                               decided_at_s=verdict["decided_at_s"])
+        acted = next((e["t"] for e in doc["events"] if e.get("source") == "robot" and e.get("type") == "amd_result"),
+                     None)
         beeps = [Beep(t=e["t"], freq_hz=e["freq_hz"], duration_ms=e["duration_ms"])
                  for e in audio if e.get("type") == "beep"]
         started = sorted(p["started_s"] for p in doc["prompts"])
@@ -201,7 +205,9 @@ def outcome_from_replay(doc: Mapping[str, Any]) -> FixtureOutcome:
     prompt = None
     if amd is not None and amd.result == "machine":
         prompt = next((t for t in started if t >= amd.decided_at_s), None)
-    return FixtureOutcome(amd=amd, beeps=beeps, prompt_started_s=prompt, barge_in_s=barge_in)
+    # the verdict's row is dated where it was decided, the robot's where it acted: both call time
+    acted_after = None if verdict is None or acted is None else round(acted - verdict["t"], 3)
+    return FixtureOutcome(amd=amd, beeps=beeps, prompt_started_s=prompt, barge_in_s=barge_in, acted_after_s=acted_after)
 
 
 def robot_replay(audio_port: int, scenario: Path | None, speed: float) -> ReplayFn:

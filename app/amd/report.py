@@ -60,6 +60,7 @@ def score_fixture(name: str, sidecar: dict[str, Any], outcome: FixtureOutcome, n
         "result": result,
         "cause": outcome.amd.cause if outcome.amd else None,
         "decided_at_s": outcome.amd.decided_at_s if outcome.amd else None,
+        "acted_after_s": outcome.acted_after_s,
         "correct": effective == sidecar["expect"]["amd"],
         "barge_in_s": outcome.barge_in_s,
         "beep_expected": truth,
@@ -89,6 +90,7 @@ def amd_report(directory: Path, settings: Settings, replay: ReplayFn = replay_pi
     human_times = [r["decided_at_s"] for r in rows if r["expected"] == "human" and r["decided_at_s"] is not None]
     with_beep = [r for r in rows if r["beep_expected"]]
     prompt_offsets = [r["prompt_after_beep_ms"] for r in rows if r["prompt_after_beep_ms"] is not None]
+    acted = [r["acted_after_s"] for r in rows if r["acted_after_s"] is not None]
     return {
         "mode": mode,
         "notsure_as": notsure_as,
@@ -106,18 +108,22 @@ def amd_report(directory: Path, settings: Settings, replay: ReplayFn = replay_pi
                               for stage in ("amd", "beep")} if frames else None),
         "prompt_after_beep_ms": ({"min": min(prompt_offsets), "max": max(prompt_offsets)} if prompt_offsets
                                  else "not measured: needs the robot (--via replay)"),
+        # with STT on, a verdict waits (amd.hint_wait_ms at most) for the transcripts of the speech before it
+        "acted_after_s": ({"max": max(acted), "mean": round(float(np.mean(acted)), 3)} if acted
+                          else "not measured: needs the robot (--via replay)"),
     }
 
 
 def format_report(report: dict[str, Any]) -> str:
     """The report as a table for people."""
     lines = [f"mode: {report['mode']} (notsure counted as {report['notsure_as']})", "",
-             f"{'fixture':28} {'expect':8} {'result':8} {'cause':15} {'at_s':>6} {'barge':>6}  {'beep':>13} "
-             f"{'found_t':>8} {'err_ms':>6} {'vm_prompt':>9}"]
+             f"{'fixture':28} {'expect':8} {'result':8} {'cause':15} {'at_s':>6} {'acts':>5} {'barge':>6}  "
+             f"{'beep':>13} {'found_t':>8} {'err_ms':>6} {'vm_prompt':>9}"]
     for r in report["fixtures"]:
         truth = "-" if not r["beep_expected"] else f"{r['beep_expected'][0]:.2f}-{r['beep_expected'][1]:.2f}"
         found = ",".join(f"{b['t']:.2f}" for b in r["beeps"]) or "-"
         at = "-" if r["decided_at_s"] is None else f"{r['decided_at_s']:.2f}"
+        acts = "-" if r["acted_after_s"] is None else f"+{r['acted_after_s']:.2f}"
         barge = "-" if r["barge_in_s"] is None else f"{r['barge_in_s']:.2f}"
         err = "-" if r["beep_end_error_ms"] is None else str(r["beep_end_error_ms"])
         prompt = "-" if r["prompt_started_s"] is None else f"@{r['prompt_started_s']:.2f}"
@@ -126,7 +132,7 @@ def format_report(report: dict[str, Any]) -> str:
         finals = [t["text"] for t in r["transcripts"] if t["final"]]
         mark += f"  heard: {' | '.join(finals)[:40]!r}" if finals else ""
         lines.append(f"{r['fixture']:28} {r['expected']:8} {r['result'] or 'none':8} {r['cause'] or '-':15} "
-                     f"{at:>6} {barge:>6}  {truth:>13} {found:>8} {err:>6} {prompt:>9}{mark}")
+                     f"{at:>6} {acts:>5} {barge:>6}  {truth:>13} {found:>8} {err:>6} {prompt:>9}{mark}")
     lines += ["", "confusion (rows: expected, columns: decided)",
               f"{'':10}" + "".join(f"{c:>9}" for c in (*RESULTS, "none"))]
     for expected, cols in report["confusion"].items():
@@ -137,5 +143,6 @@ def format_report(report: dict[str, Any]) -> str:
               f"max end error {beep['max_end_error_ms']} ms",
               f"voicemail prompt after beep end (ms; vm_prompt: +ms after the beep, or @call time): "
               f"{report['prompt_after_beep_ms']}",
+              f"robot acted after the verdict (s; acts: per fixture): {report['acted_after_s']}",
               f"cpu per 20 ms frame (µs): {report['cpu_us_per_frame']}"]
     return "\n".join(lines)
