@@ -137,10 +137,24 @@ def describe(row: dict[str, Any]) -> str | None:
     return f"{_fmt_t(row['t'])}  {text}"
 
 
+def in_call_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Timeline rows by call time, for a reader. They are kept in arrival order, but an audio row is dated by its
+    audio: a final by the end of the speech it transcribes, which it reaches after its decode, so it arrives
+    after robot rows dated later. Equal times keep their arrival order; a row with no time stays after the row
+    before it."""
+    keyed: list[tuple[float, int]] = []
+    last = float("-inf")
+    for i, row in enumerate(rows):
+        last = last if row["t"] is None else row["t"]
+        keyed.append((last, i))
+    return [rows[i] for _, i in sorted(keyed)]
+
+
 def render_text(report: dict[str, Any]) -> str:
-    """The readable timeline (what the caller said when, what the robot played, where it broke off) and result."""
+    """The readable timeline in call order (what the caller said when, what the robot played, where it broke off)
+    and the result."""
     lines = [f"call {report['call_uuid']}" + (f"  fixture {report['fixture']}" if report.get("fixture") else "")]
-    lines += [line for row in report["events"] if (line := describe(row)) is not None]
+    lines += [line for row in in_call_order(report["events"]) if (line := describe(row)) is not None]
     lines.append("")
     lines.append(f"disposition: {report['disposition']}   amd: {report['amd']} ({report.get('amd_cause')}, "
                  f"{report.get('amd_decided_at_s')} s, {report.get('amd_action')})   "
