@@ -153,8 +153,8 @@ def test_the_robot_acts_on_amd_once_stt_is_done_with_the_speech_before_the_verdi
     """With STT on, a verdict waits (amd.hint_wait_ms, 1 s) for transcripts of the speech before it, but only
     for speech STT was given and has words for. The English model has no words for "oui" (its final is
     suppressed); the 8 kHz "yes" ends, for STT, 0.1 s before the line gate stops hearing it (the echo gate
-    gave its quiet tail, -44 to -47 dBFS, to the greeting). Both used to wait the whole second; now the robot acts within a few frames of the verdict (at
-    speed 2 a decode's wall time counts double in call time)."""
+    gave its quiet tail, -44 to -47 dBFS, to the greeting). Both used to wait the whole second; now the robot
+    acts within a few frames of the verdict (at speed 2 a decode's wall time counts double in call time)."""
     report, _truth = _run(FIXTURES_DIR / f"{name}.wav", audio_port, 2.0)
     acted = next(r for r in report["events"] if r["type"] == "amd_result")
     assert report["amd"] == "human" and acted["action"] == "human", report["amd"]

@@ -105,7 +105,7 @@ class StreamPipeline:
         self.held = (ConfirmedSegments(params.rate, vad.frame_ms, vad.pre_speech_ms)
                      if self.classifier is not None else None)
         self._pending: list[_Accepted] = []
-        self._stt_speech_end = float("-inf")  # where the speech of the last segment speech recognition got ended
+        self._stt_speech_end = float("-inf")  # the end of the last segment given to speech recognition
         self._active_frames = max(1, self.speech.active_ms // vad.frame_ms)
         self._since_voiced = self._active_frames  # frames since the gate last voiced one
 
@@ -201,10 +201,6 @@ class StreamPipeline:
             out.line.append(item.line)
             out.echo.append(item.echo)
             self._after_segmenter(step, out, confirmed)
-            if confirmed:
-                for seg in step.items:
-                    if isinstance(seg, SegmentClosed):
-                        self._stt_speech_end = seg.end_s
             out.events.extend(self.amd.feed(item.line, self._stt_speech_end if self.segmenter.quiet else None))
             if self.listens_for_beep:
                 out.events.extend(self.beep.feed(frame))
@@ -245,8 +241,10 @@ class StreamPipeline:
         return out
 
     def _after_segmenter(self, step: SegmenterStep, out: PipelineOutput, confirmed: bool = True) -> None:
-        if self.held is None:
-            out.segment_items.extend(step.items)
-        else:  # speech recognition hears only segments the classifier confirmed
-            out.segment_items.extend(self.held.feed(step.items, confirmed))
+        # speech recognition hears only segments the classifier confirmed
+        items = step.items if self.held is None else self.held.feed(step.items, confirmed)
+        out.segment_items.extend(items)
+        for item in items:
+            if isinstance(item, SegmentClosed):
+                self._stt_speech_end = item.end_s
         out.events.extend(self.bargein.feed(step, confirmed))

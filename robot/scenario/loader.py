@@ -63,11 +63,6 @@ from callbot.robot.scenario.intents import INTENTS, OPTIONAL_INTENTS, IntentMatc
 OUTCOMES: tuple[str, ...] = (*INTENTS, "unknown", "silence")
 MACHINE_ACTIONS = ("hangup", "leave_message")
 NOTSURE_ACTIONS = ("human", "machine")
-
-
-def acted_verdict(result: str | None, on_notsure: str) -> str | None:
-    """The AMD verdict a call acts on: ``notsure`` is taken as the scenario's ``voicemail.on_notsure``."""
-    return on_notsure if result == "notsure" else result
 BARGE_IN_MODES = ("break", "pause")
 AUDIO_LOST_ACTIONS = ("continue", "hangup")
 # what the audio stream's metadata (JSON on the switch's command line) and the timeline carry unescaped
@@ -114,6 +109,11 @@ class Voicemail:
     on_notsure: str  # human | machine
     disposition: str
     on_no_beep: str = "leave_message"  # leave_message | hangup: no beep after the greeting (robot.no_beep_silence_s)
+
+
+def acted_verdict(result: str | None, on_notsure: str) -> str | None:
+    """The AMD verdict a call acts on: ``notsure`` is taken as the scenario's ``voicemail.on_notsure``."""
+    return on_notsure if result == "notsure" else result
 
 
 @dataclass(frozen=True)
